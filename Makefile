@@ -1,0 +1,27 @@
+# keras_perceiver: `make demo` (train -> export -> serve on embedded data), `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+# Layer and generic-model tests run on every Keras backend.
+BACKEND_TESTS := tests/layers tests/models/test_perceiver_io.py
+
+.PHONY: install test test-tensorflow test-jax test-torch demo
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: setup.py | $(PY)
+	$(PY) -m pip install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -q -m "not large or large"
+	KERAS_BACKEND=jax $(PY) -m pytest $(BACKEND_TESTS) -q
+	KERAS_BACKEND=torch $(PY) -m pytest $(BACKEND_TESTS) -q
+
+demo: install
+	KERAS_BACKEND=tensorflow $(PY) applications/digits_demo.py

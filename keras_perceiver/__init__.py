@@ -1,0 +1,6 @@
+"""keras_perceiver: Perceiver IO (Jaegle et al., 2021) for Keras 3."""
+
+from keras_perceiver import layers
+from keras_perceiver import models
+
+__version__ = "0.1.0"

@@ -1,0 +1,222 @@
+"""Multi-head attention, MLP and the two Perceiver attention blocks.
+
+Everything here uses `keras.ops` only, so it runs on the TensorFlow, JAX and
+PyTorch backends. The formulas follow DeepMind's `perceiver.py`
+(see ../shared/REFERENCE.md section 1).
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_perceiver.layers.utils import check_rank
+from keras_perceiver.layers.utils import dense_initializer
+from keras_perceiver.layers.utils import validate_activation
+
+ACTIVATIONS = ("gelu_tanh", "gelu")
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class Attention(keras.layers.Layer):
+    """Multi-head attention with independent query/key and value widths.
+
+    `q, k = Dense(qk_channels)`, `v = Dense(v_channels)`; heads own contiguous
+    channel slices; logits are scaled by `1/sqrt(qk_channels / num_heads)`,
+    softmax runs over keys in float32, and the heads are merged and projected
+    to `output_channels`.
+
+    Masks: `attention_mask` is a boolean `[B, T, S]` (`True` = attend). Masked
+    logits are filled with a large negative number, and query rows with no
+    key to attend to are zeroed before the output projection (DeepMind).
+
+    Args:
+        num_heads: number of heads; must divide `qk_channels` and `v_channels`.
+        qk_channels: query/key width. Defaults to the key/value input width.
+        v_channels: value width. Defaults to `qk_channels`.
+        output_channels: output width. Defaults to `v_channels`.
+        attention_dropout: dropout rate on the attention probabilities.
+        kernel_initializer: initializer of the four projections.
+
+    Example:
+    >>> import numpy as np
+    >>> layer = keras_perceiver.layers.Attention(num_heads=2, qk_channels=8)
+    >>> layer(np.ones((1, 3, 4)), np.ones((1, 5, 6))).shape
+    (1, 3, 8)
+    """
+
+    def __init__(
+        self,
+        num_heads=8,
+        qk_channels=None,
+        v_channels=None,
+        output_channels=None,
+        attention_dropout=0.0,
+        kernel_initializer="variance_scaling",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.qk_channels = qk_channels
+        self.v_channels = v_channels
+        self.output_channels = output_channels
+        self.attention_dropout = attention_dropout
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def resolved_channels(self, kv_channels):
+        qk = self.qk_channels or kv_channels
+        v = self.v_channels or qk
+        out = self.output_channels or v
+        return qk, v, out
+
+    def build(self, query_shape, key_value_shape=None, attention_mask_shape=None):
+        key_value_shape = key_value_shape or query_shape
+        check_rank(self, "query", query_shape, 3)
+        check_rank(self, "key_value", key_value_shape, 3)
+        qk, v, out = self.resolved_channels(key_value_shape[-1])
+        for name, width in (("qk_channels", qk), ("v_channels", v)):
+            if width % self.num_heads:
+                raise ValueError(
+                    f"{self.name}: {name}={width} must be divisible by "
+                    f"num_heads={self.num_heads}."
+                )
+        self._qk, self._v, self._out = qk, v, out
+
+        def dense(units, name):
+            return keras.layers.Dense(
+                units,
+                kernel_initializer=dense_initializer(self.kernel_initializer),
+                dtype=self.dtype_policy,
+                name=name,
+            )
+
+        self.query_dense = dense(qk, "query")
+        self.key_dense = dense(qk, "key")
+        self.value_dense = dense(v, "value")
+        self.output_dense = dense(out, "output")
+        self.query_dense.build(query_shape)
+        self.key_dense.build(key_value_shape)
+        self.value_dense.build(key_value_shape)
+        self.output_dense.build(tuple(query_shape[:-1]) + (v,))
+        self.dropout = keras.layers.Dropout(self.attention_dropout, dtype=self.dtype_policy)
+        self.built = True
+
+    def _split_heads(self, x, head_dim):
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (batch, length, self.num_heads, head_dim))
+        return ops.transpose(x, (0, 2, 1, 3))  # [B, H, T, d]
+
+    def call(self, query, key_value=None, attention_mask=None, training=None):
+        key_value = query if key_value is None else key_value
+        if query.shape[-1] is not None and self.query_dense.kernel.shape[0] != query.shape[-1]:
+            raise ValueError(
+                f"{self.name}: expected query with {self.query_dense.kernel.shape[0]} "
+                f"channels, received shape {tuple(query.shape)}."
+            )
+        q = self._split_heads(self.query_dense(query), self._qk // self.num_heads)
+        k = self._split_heads(self.key_dense(key_value), self._qk // self.num_heads)
+        v = self._split_heads(self.value_dense(key_value), self._v // self.num_heads)
+
+        logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
+        logits = ops.cast(logits, "float32") / math.sqrt(self._qk // self.num_heads)
+        if attention_mask is not None:
+            mask = ops.cast(attention_mask, "bool")
+            if len(mask.shape) != 3:
+                raise ValueError(
+                    f"{self.name}: expected attention_mask of shape [batch, "
+                    f"queries, keys], received shape {tuple(mask.shape)}."
+                )
+            # Logits are float32 here, so DeepMind's -1e30 is safe under any policy.
+            logits = ops.where(mask[:, None, :, :], logits, -1e30)
+        weights = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
+        weights = self.dropout(weights, training=training)
+        heads = ops.matmul(weights, v)  # [B, H, T, dv]
+        heads = ops.transpose(heads, (0, 2, 1, 3))
+        batch, length = ops.shape(heads)[0], ops.shape(heads)[1]
+        merged = ops.reshape(heads, (batch, length, self._v))
+        if attention_mask is not None:
+            # A query row with no visible key is zeroed, as in DeepMind's code.
+            has_key = ops.any(mask, axis=-1, keepdims=True)
+            merged = ops.where(has_key, merged, ops.zeros_like(merged))
+        return self.output_dense(merged)
+
+    def compute_output_shape(self, query_shape, key_value_shape=None, attention_mask_shape=None):
+        kv = key_value_shape or query_shape
+        return tuple(query_shape[:-1]) + (self.resolved_channels(kv[-1])[2],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            qk_channels=self.qk_channels,
+            v_channels=self.v_channels,
+            output_channels=self.output_channels,
+            attention_dropout=self.attention_dropout,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class MLP(keras.layers.Layer):
+    """Transformer MLP: `Dense(widening_factor * C) -> GELU -> Dense(C)`.
+
+    Args:
+        widening_factor: hidden width as a multiple of the input width.
+        activation: `"gelu_tanh"` (DeepMind, the default) or `"gelu"`
+            (exact erf GELU, as in `transformers`).
+        dropout: dropout rate on the output.
+
+    Example:
+    >>> import numpy as np
+    >>> keras_perceiver.layers.MLP(widening_factor=4)(np.ones((2, 3, 8))).shape
+    (2, 3, 8)
+    """
+
+    def __init__(
+        self,
+        widening_factor=4,
+        activation="gelu_tanh",
+        dropout=0.0,
+        kernel_initializer="variance_scaling",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        validate_activation(self, activation, ACTIVATIONS)
+        self.widening_factor = widening_factor
+        self.activation = activation
+        self.dropout = dropout
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        init = dense_initializer(self.kernel_initializer)
+        self.dense1 = keras.layers.Dense(
+            self.widening_factor * channels, kernel_initializer=init,
+            dtype=self.dtype_policy, name="dense1",
+        )
+        self.dense2 = keras.layers.Dense(
+            channels, kernel_initializer=init, dtype=self.dtype_policy, name="dense2"
+        )
+        self.dense1.build(input_shape)
+        self.dense2.build(tuple(input_shape[:-1]) + (self.widening_factor * channels,))
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x = self.dense1(inputs)
+        x = keras.activations.gelu(x, approximate=self.activation == "gelu_tanh")
+        return self.dropout_layer(self.dense2(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            widening_factor=self.widening_factor,
+            activation=self.activation,
+            dropout=self.dropout,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config

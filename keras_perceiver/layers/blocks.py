@@ -1,0 +1,197 @@
+"""The two Perceiver attention blocks: CrossAttention and SelfAttention.
+
+Both are `x + Attention(LN(q), LN(kv))` (the residual is optional for
+cross-attention) followed by `x + MLP(LN(x))`, as in DeepMind's
+`perceiver.py` and the `transformers` port.
+"""
+
+import keras
+
+from keras_perceiver.layers.attention import ACTIVATIONS
+from keras_perceiver.layers.attention import MLP
+from keras_perceiver.layers.attention import Attention
+from keras_perceiver.layers.utils import check_rank
+from keras_perceiver.layers.utils import validate_activation
+
+SHAPES_FOR_ATTENTION = ("kv", "q")
+
+
+class _AttentionBlock(keras.layers.Layer):
+    """Shared constructor arguments, config and MLP sub-block."""
+
+    def __init__(
+        self,
+        num_heads=8,
+        qk_channels=None,
+        v_channels=None,
+        widening_factor=1,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation="gelu_tanh",
+        layer_norm_epsilon=1e-5,
+        kernel_initializer="variance_scaling",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        validate_activation(self, activation, ACTIVATIONS)
+        self.num_heads = num_heads
+        self.qk_channels = qk_channels
+        self.v_channels = v_channels
+        self.widening_factor = widening_factor
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def _layer_norm(self, name, shape):
+        layer = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name=name
+        )
+        layer.build(shape)
+        return layer
+
+    def _build_attention(self, query_shape, key_value_shape, qk_channels):
+        self.attention = Attention(
+            num_heads=self.num_heads,
+            qk_channels=qk_channels,
+            v_channels=self.v_channels,
+            output_channels=query_shape[-1],
+            attention_dropout=self.attention_dropout,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
+            name="attention",
+        )
+        self.attention.build(query_shape, key_value_shape)
+        self.attention_output_dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy
+        )
+        self.mlp_layer_norm = self._layer_norm("mlp_layer_norm", query_shape)
+        self.mlp = MLP(
+            widening_factor=self.widening_factor,
+            activation=self.activation,
+            dropout=self.dropout,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
+            name="mlp",
+        )
+        self.mlp.build(query_shape)
+
+    def _mlp_residual(self, x, training):
+        return x + self.mlp(self.mlp_layer_norm(x), training=training)
+
+    def compute_output_shape(self, query_shape, *args, **kwargs):
+        return query_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            qk_channels=self.qk_channels,
+            v_channels=self.v_channels,
+            widening_factor=self.widening_factor,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            activation=self.activation,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class CrossAttention(_AttentionBlock):
+    """Cross-attention block: queries attend to a (usually long) key/value array.
+
+    Used to read inputs into the latents (encoder) and to write outputs from
+    the latents (decoder). The output has the query's shape.
+
+    Args:
+        num_heads: attention heads.
+        qk_channels: query/key width; by default the key/value width
+            (`shape_for_attention="kv"`) or the query width (`"q"`).
+        v_channels: value width, by default `qk_channels`.
+        shape_for_attention: `"kv"` or `"q"`, see `qk_channels`.
+        use_query_residual: add the raw query to the attention output.
+        widening_factor: MLP hidden width multiple.
+        dropout: dropout on the attention output and the MLP output.
+        attention_dropout: dropout on the attention probabilities.
+        activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (exact, transformers).
+        layer_norm_epsilon: LayerNorm epsilon (1e-5 in both references).
+
+    Example:
+    >>> import numpy as np
+    >>> block = keras_perceiver.layers.CrossAttention(num_heads=1)
+    >>> block(np.ones((2, 4, 8)), np.ones((2, 10, 6))).shape
+    (2, 4, 8)
+    """
+
+    def __init__(self, shape_for_attention="kv", use_query_residual=True, **kwargs):
+        super().__init__(**kwargs)
+        if shape_for_attention not in SHAPES_FOR_ATTENTION:
+            raise ValueError(
+                f"CrossAttention: shape_for_attention must be one of "
+                f"{SHAPES_FOR_ATTENTION}, received {shape_for_attention!r}."
+            )
+        self.shape_for_attention = shape_for_attention
+        self.use_query_residual = use_query_residual
+
+    def build(self, query_shape, key_value_shape, attention_mask_shape=None):
+        check_rank(self, "query", query_shape, 3)
+        check_rank(self, "key_value", key_value_shape, 3)
+        qk_channels = self.qk_channels
+        if qk_channels is None:
+            source = query_shape if self.shape_for_attention == "q" else key_value_shape
+            qk_channels = source[-1]
+        self.query_layer_norm = self._layer_norm("query_layer_norm", query_shape)
+        self.key_value_layer_norm = self._layer_norm("key_value_layer_norm", key_value_shape)
+        self._build_attention(query_shape, key_value_shape, qk_channels)
+        self.built = True
+
+    def call(self, query, key_value, attention_mask=None, training=None):
+        attended = self.attention(
+            self.query_layer_norm(query),
+            self.key_value_layer_norm(key_value),
+            attention_mask=attention_mask,
+            training=training,
+        )
+        attended = self.attention_output_dropout(attended, training=training)
+        x = query + attended if self.use_query_residual else attended
+        return self._mlp_residual(x, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            shape_for_attention=self.shape_for_attention,
+            use_query_residual=self.use_query_residual,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class SelfAttention(_AttentionBlock):
+    """Self-attention block of the latent Transformer.
+
+    Args: as `CrossAttention`, without `shape_for_attention` and
+    `use_query_residual` (the residual is always on); `qk_channels` defaults
+    to the input width.
+
+    Example:
+    >>> import numpy as np
+    >>> keras_perceiver.layers.SelfAttention(num_heads=2)(np.ones((2, 4, 8))).shape
+    (2, 4, 8)
+    """
+
+    def build(self, inputs_shape, attention_mask_shape=None):
+        check_rank(self, "inputs", inputs_shape, 3)
+        self.layer_norm = self._layer_norm("layer_norm", inputs_shape)
+        self._build_attention(inputs_shape, inputs_shape, self.qk_channels)
+        self.built = True
+
+    def call(self, inputs, attention_mask=None, training=None):
+        normed = self.layer_norm(inputs)
+        attended = self.attention(
+            normed, normed, attention_mask=attention_mask, training=training
+        )
+        x = inputs + self.attention_output_dropout(attended, training=training)
+        return self._mlp_residual(x, training)

@@ -1,0 +1,356 @@
+"""Perceiver IO decoders: output queries cross-attend to the latents."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_perceiver.layers.attention import ACTIVATIONS
+from keras_perceiver.layers.blocks import CrossAttention
+from keras_perceiver.layers.position_encoding import FourierPositionEncoding
+from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
+from keras_perceiver.layers.utils import check_channels
+from keras_perceiver.layers.utils import check_rank
+from keras_perceiver.layers.utils import dense_initializer
+from keras_perceiver.layers.utils import validate_activation
+
+POSITION_ENCODING_TYPES = ("trainable", "fourier", "none")
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class BasicDecoder(keras.layers.Layer):
+    """Cross-attends from output queries to the latents, then projects.
+
+    Queries are a trainable array (`position_encoding_type="trainable"`),
+    Fourier features of the output grid (`"fourier"`), or supplied by the
+    caller (`"none"`, e.g. the preprocessed inputs for optical flow). Position
+    queries can be projected (`project_pos_dim`) and concatenated after the
+    caller's `inputs` (`concat_preprocessed_input`). Passing `indices`
+    (flat output indices) decodes only those points: chunked decoding.
+
+    Args:
+        output_num_channels: channels of the final projection.
+        output_index_dims: the output grid (int or tuple).
+        position_encoding_type: `"trainable"`, `"fourier"` or `"none"`.
+        num_query_channels: width of trainable queries.
+        num_bands, max_resolution, concat_pos, sine_only: Fourier options.
+        project_pos_dim: if > 0, a Dense projection of the position queries.
+        concat_preprocessed_input: prepend the call's `inputs` to the queries.
+        num_heads, qk_channels, v_channels, widening_factor: cross-attention.
+        use_query_residual: residual around the cross-attention.
+        final_project: apply `Dense(output_num_channels)` at the end.
+        activation, layer_norm_epsilon, dropout, attention_dropout: as in
+            `CrossAttention`.
+
+    Call: `decoder(latents, queries=None, inputs=None, query_mask=None,
+    indices=None)` returns `[B, O, output_num_channels]`.
+
+    Example:
+    >>> import numpy as np
+    >>> decoder = keras_perceiver.layers.BasicDecoder(
+    ...     output_num_channels=5, output_index_dims=7, num_query_channels=12)
+    >>> decoder(np.ones((2, 8, 16))).shape
+    (2, 7, 5)
+    """
+
+    def __init__(
+        self,
+        output_num_channels,
+        output_index_dims=None,
+        position_encoding_type="trainable",
+        num_query_channels=None,
+        num_bands=None,
+        max_resolution=None,
+        concat_pos=True,
+        sine_only=False,
+        project_pos_dim=-1,
+        concat_preprocessed_input=False,
+        num_heads=1,
+        qk_channels=None,
+        v_channels=None,
+        widening_factor=1,
+        use_query_residual=False,
+        final_project=True,
+        activation="gelu_tanh",
+        layer_norm_epsilon=1e-5,
+        dropout=0.0,
+        attention_dropout=0.0,
+        query_initializer=None,
+        kernel_initializer="variance_scaling",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if position_encoding_type not in POSITION_ENCODING_TYPES:
+            raise ValueError(
+                f"{self.__class__.__name__}: position_encoding_type must be one of "
+                f"{POSITION_ENCODING_TYPES}, received {position_encoding_type!r}."
+            )
+        if position_encoding_type == "trainable" and not num_query_channels:
+            raise ValueError(
+                f"{self.__class__.__name__}: trainable queries need num_query_channels."
+            )
+        if position_encoding_type == "fourier" and not num_bands:
+            raise ValueError(f"{self.__class__.__name__}: Fourier queries need num_bands.")
+        validate_activation(self, activation, ACTIVATIONS)
+        if isinstance(output_index_dims, int):
+            output_index_dims = (output_index_dims,)
+        self.output_num_channels = output_num_channels
+        self.output_index_dims = tuple(output_index_dims) if output_index_dims else None
+        self.position_encoding_type = position_encoding_type
+        self.num_query_channels = num_query_channels
+        self.num_bands = num_bands
+        self.max_resolution = tuple(max_resolution) if max_resolution else None
+        self.concat_pos = concat_pos
+        self.sine_only = sine_only
+        self.project_pos_dim = project_pos_dim
+        self.concat_preprocessed_input = concat_preprocessed_input
+        self.num_heads = num_heads
+        self.qk_channels = qk_channels
+        self.v_channels = v_channels
+        self.widening_factor = widening_factor
+        self.use_query_residual = use_query_residual
+        self.final_project = final_project
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.query_initializer = keras.initializers.get(
+            query_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
+        )
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def _build_position_encoding(self):
+        if self.position_encoding_type == "trainable":
+            self.position_encoding = TrainablePositionEncoding(
+                self.output_index_dims, self.num_query_channels,
+                initializer=self.query_initializer, dtype=self.dtype_policy,
+                name="output_position_encoding",
+            )
+            self.position_encoding.build()
+            channels = self.num_query_channels
+        else:
+            self.position_encoding = FourierPositionEncoding(
+                self.output_index_dims, self.num_bands,
+                max_resolution=self.max_resolution, concat_pos=self.concat_pos,
+                sine_only=self.sine_only, dtype=self.dtype_policy,
+                name="output_position_encoding",
+            )
+            channels = self.position_encoding.num_channels
+        self.position_projection = None
+        if self.project_pos_dim > 0:
+            self.position_projection = keras.layers.Dense(
+                self.project_pos_dim,
+                kernel_initializer=dense_initializer(self.kernel_initializer),
+                dtype=self.dtype_policy, name="position_projection",
+            )
+            self.position_projection.build((None, None, channels))
+            channels = self.project_pos_dim
+        return channels
+
+    def build(self, latents_shape, queries_shape=None, inputs_shape=None,
+              query_mask_shape=None, indices_shape=None):
+        check_rank(self, "latents", latents_shape, 3)
+        if self.position_encoding_type == "none":
+            if queries_shape is None and inputs_shape is None:
+                raise ValueError(
+                    f"{self.name}: position_encoding_type='none' needs `queries` "
+                    "(or `inputs`) in the call."
+                )
+            query_channels = (queries_shape or inputs_shape)[-1]
+        else:
+            query_channels = self._build_position_encoding()
+            if self.concat_preprocessed_input:
+                if inputs_shape is None:
+                    raise ValueError(
+                        f"{self.name}: concat_preprocessed_input=True needs `inputs`."
+                    )
+                query_channels += inputs_shape[-1]
+        query_shape = (latents_shape[0], None, query_channels)
+        self.decoding_cross_attention = CrossAttention(
+            num_heads=self.num_heads, qk_channels=self.qk_channels,
+            v_channels=self.v_channels, shape_for_attention="kv",
+            use_query_residual=self.use_query_residual,
+            widening_factor=self.widening_factor, dropout=self.dropout,
+            attention_dropout=self.attention_dropout, activation=self.activation,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy,
+            name="decoding_cross_attention",
+        )
+        self.decoding_cross_attention.build(query_shape, latents_shape)
+        self.final_layer = None
+        if self.final_project:
+            self.final_layer = keras.layers.Dense(
+                self.output_num_channels,
+                kernel_initializer=dense_initializer(self.kernel_initializer),
+                dtype=self.dtype_policy, name="final_layer",
+            )
+            self.final_layer.build(query_shape)
+        self._query_channels = query_channels
+        self.built = True
+
+    @property
+    def needs_inputs(self):
+        """Whether the call needs the preprocessed `inputs`."""
+        return self.position_encoding_type == "none" or self.concat_preprocessed_input
+
+    def decoder_query(self, latents, inputs=None, indices=None):
+        """The output queries `[B, O, C]` built from position encodings."""
+        if self.position_encoding_type == "none":
+            return inputs
+        queries = self.position_encoding(latents, indices=indices)
+        if self.position_projection is not None:
+            queries = self.position_projection(queries)
+        if self.concat_preprocessed_input:
+            queries = ops.concatenate([ops.cast(inputs, queries.dtype), queries], axis=-1)
+        return queries
+
+    def call(self, latents, queries=None, inputs=None, query_mask=None,
+             indices=None, training=None):
+        if queries is None:
+            queries = self.decoder_query(latents, inputs=inputs, indices=indices)
+        check_rank(self, "queries", queries.shape, 3)
+        check_channels(self, "queries", queries.shape, self._query_channels)
+        attention_mask = None
+        if query_mask is not None:
+            if len(query_mask.shape) != 2:
+                raise ValueError(
+                    f"{self.name}: expected query_mask of shape [batch, queries], "
+                    f"received shape {tuple(query_mask.shape)}."
+                )
+            attention_mask = ops.broadcast_to(
+                ops.cast(query_mask, "bool")[:, :, None],
+                (ops.shape(queries)[0], ops.shape(queries)[1], ops.shape(latents)[1]),
+            )
+        outputs = self.decoding_cross_attention(
+            queries, latents, attention_mask=attention_mask, training=training
+        )
+        if self.final_layer is not None:
+            outputs = self.final_layer(outputs)
+        return outputs
+
+    def compute_output_shape(self, latents_shape, queries_shape=None, inputs_shape=None,
+                             query_mask_shape=None, indices_shape=None):
+        if queries_shape is not None:
+            length = queries_shape[1]
+        elif indices_shape is not None:
+            length = indices_shape[-1]
+        elif self.position_encoding_type == "none":
+            length = inputs_shape[1]
+        else:
+            length = math.prod(self.output_index_dims)
+        channels = self.output_num_channels if self.final_project else self._query_channels
+        return (latents_shape[0], length, channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            output_num_channels=self.output_num_channels,
+            output_index_dims=self.output_index_dims,
+            position_encoding_type=self.position_encoding_type,
+            num_query_channels=self.num_query_channels,
+            num_bands=self.num_bands,
+            max_resolution=self.max_resolution,
+            concat_pos=self.concat_pos,
+            sine_only=self.sine_only,
+            project_pos_dim=self.project_pos_dim,
+            concat_preprocessed_input=self.concat_preprocessed_input,
+            num_heads=self.num_heads,
+            qk_channels=self.qk_channels,
+            v_channels=self.v_channels,
+            widening_factor=self.widening_factor,
+            use_query_residual=self.use_query_residual,
+            final_project=self.final_project,
+            activation=self.activation,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            query_initializer=keras.initializers.serialize(self.query_initializer),
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class ClassificationDecoder(BasicDecoder):
+    """One trainable query cross-attends to the latents -> `[B, num_classes]`.
+
+    Args:
+        num_classes: output logits.
+        num_query_channels: width of the single trainable query.
+        **kwargs: the cross-attention options of `BasicDecoder`.
+
+    Example:
+    >>> import numpy as np
+    >>> decoder = keras_perceiver.layers.ClassificationDecoder(10, 32)
+    >>> decoder(np.ones((2, 8, 16))).shape
+    (2, 10)
+    """
+
+    _FIXED = ("output_num_channels", "output_index_dims", "position_encoding_type",
+              "num_bands", "max_resolution", "concat_pos", "sine_only",
+              "concat_preprocessed_input", "final_project")
+
+    def __init__(self, num_classes, num_query_channels, **kwargs):
+        super().__init__(
+            output_num_channels=num_classes, output_index_dims=1,
+            position_encoding_type="trainable",
+            num_query_channels=num_query_channels, final_project=True, **kwargs,
+        )
+        self.num_classes = num_classes
+
+    def build(self, latents_shape):
+        super().build(latents_shape)
+
+    def call(self, latents, training=None):
+        logits = super().call(latents, training=training)
+        return logits[:, 0, :]
+
+    def compute_output_shape(self, latents_shape):
+        return (latents_shape[0], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in self._FIXED:
+            config.pop(key)
+        config["num_classes"] = self.num_classes
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class ProjectionDecoder(keras.layers.Layer):
+    """Baseline decoder without cross-attention: mean of the latents -> Dense.
+
+    Example:
+    >>> import numpy as np
+    >>> keras_perceiver.layers.ProjectionDecoder(10)(np.ones((2, 8, 16))).shape
+    (2, 10)
+    """
+
+    def __init__(self, num_classes, kernel_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, latents_shape):
+        check_rank(self, "latents", latents_shape, 3)
+        self.projection = keras.layers.Dense(
+            self.num_classes,
+            kernel_initializer=dense_initializer(self.kernel_initializer),
+            dtype=self.dtype_policy, name="projection",
+        )
+        self.projection.build((latents_shape[0], latents_shape[-1]))
+        self.built = True
+
+    def call(self, latents):
+        return self.projection(ops.mean(latents, axis=1))
+
+    def compute_output_shape(self, latents_shape):
+        return (latents_shape[0], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config

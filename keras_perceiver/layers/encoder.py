@@ -1,0 +1,180 @@
+"""The Perceiver encoder: latents read the inputs, then a latent Transformer."""
+
+import keras
+from keras import ops
+
+from keras_perceiver.layers.blocks import CrossAttention
+from keras_perceiver.layers.blocks import SelfAttention
+from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
+from keras_perceiver.layers.utils import check_rank
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class PerceiverEncoder(keras.layers.Layer):
+    """Trainable latents, one cross-attend, then shared self-attention blocks.
+
+    The `num_self_attends_per_block` self-attention layers are applied
+    `num_blocks` times with the same weights.
+
+    Args:
+        num_latents: `N`, the latent index dimension.
+        num_latent_channels: `D`, the latent width.
+        num_blocks: how many times the self-attention block is applied.
+        num_self_attends_per_block: self-attention layers in the block.
+        num_cross_attention_heads, num_self_attention_heads: heads.
+        qk_channels, v_channels: attention widths of every layer (None:
+            the reference defaults).
+        cross_attention_shape_for_attention: `"kv"` or `"q"`.
+        cross_attention_widening_factor, self_attention_widening_factor:
+            MLP widening factors.
+        use_query_residual: residual around the cross-attention.
+        dropout, attention_dropout: dropout rates.
+        activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
+        layer_norm_epsilon: 1e-5 in both references.
+        latent_initializer: initializer of the latent array.
+
+    Call with `inputs` `[B, M, C]` and an optional boolean `input_mask`
+    `[B, M]` (`True` = real input); returns the latents `[B, N, D]`.
+
+    Example:
+    >>> import numpy as np
+    >>> encoder = keras_perceiver.layers.PerceiverEncoder(
+    ...     num_latents=8, num_latent_channels=16, num_blocks=2,
+    ...     num_self_attends_per_block=2, num_self_attention_heads=2)
+    >>> encoder(np.ones((2, 50, 6))).shape
+    (2, 8, 16)
+    """
+
+    def __init__(
+        self,
+        num_latents,
+        num_latent_channels,
+        num_blocks=1,
+        num_self_attends_per_block=6,
+        num_cross_attention_heads=1,
+        num_self_attention_heads=8,
+        qk_channels=None,
+        v_channels=None,
+        cross_attention_shape_for_attention="kv",
+        cross_attention_widening_factor=1,
+        self_attention_widening_factor=1,
+        use_query_residual=True,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation="gelu_tanh",
+        layer_norm_epsilon=1e-5,
+        latent_initializer=None,
+        kernel_initializer="variance_scaling",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_latents = num_latents
+        self.num_latent_channels = num_latent_channels
+        self.num_blocks = num_blocks
+        self.num_self_attends_per_block = num_self_attends_per_block
+        self.num_cross_attention_heads = num_cross_attention_heads
+        self.num_self_attention_heads = num_self_attention_heads
+        self.qk_channels = qk_channels
+        self.v_channels = v_channels
+        self.cross_attention_shape_for_attention = cross_attention_shape_for_attention
+        self.cross_attention_widening_factor = cross_attention_widening_factor
+        self.self_attention_widening_factor = self_attention_widening_factor
+        self.use_query_residual = use_query_residual
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.latent_initializer = keras.initializers.get(
+            latent_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
+        )
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def _block_kwargs(self):
+        return dict(
+            qk_channels=self.qk_channels,
+            v_channels=self.v_channels,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            activation=self.activation,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
+        )
+
+    def build(self, inputs_shape, input_mask_shape=None):
+        check_rank(self, "inputs", inputs_shape, 3)
+        latent_shape = (inputs_shape[0], self.num_latents, self.num_latent_channels)
+        self.latents = TrainablePositionEncoding(
+            self.num_latents,
+            self.num_latent_channels,
+            initializer=self.latent_initializer,
+            dtype=self.dtype_policy,
+            name="latents",
+        )
+        self.latents.build()
+        self.cross_attention = CrossAttention(
+            num_heads=self.num_cross_attention_heads,
+            shape_for_attention=self.cross_attention_shape_for_attention,
+            use_query_residual=self.use_query_residual,
+            widening_factor=self.cross_attention_widening_factor,
+            name="cross_attention",
+            **self._block_kwargs(),
+        )
+        self.cross_attention.build(latent_shape, inputs_shape)
+        self.self_attends = []
+        for i in range(self.num_self_attends_per_block):
+            layer = SelfAttention(
+                num_heads=self.num_self_attention_heads,
+                widening_factor=self.self_attention_widening_factor,
+                name=f"self_attention_{i}",
+                **self._block_kwargs(),
+            )
+            layer.build(latent_shape)
+            self.self_attends.append(layer)
+        self.built = True
+
+    def call(self, inputs, input_mask=None, training=None):
+        latents = self.latents(inputs)
+        attention_mask = None
+        if input_mask is not None:
+            if len(input_mask.shape) != 2:
+                raise ValueError(
+                    f"{self.name}: expected input_mask of shape [batch, "
+                    f"{inputs.shape[1]}], received shape {tuple(input_mask.shape)}."
+                )
+            key_mask = ops.cast(input_mask, "bool")[:, None, :]
+            attention_mask = ops.broadcast_to(
+                key_mask, (ops.shape(inputs)[0], self.num_latents, ops.shape(inputs)[1])
+            )
+        z = self.cross_attention(latents, inputs, attention_mask=attention_mask, training=training)
+        for _ in range(self.num_blocks):
+            for layer in self.self_attends:
+                z = layer(z, training=training)
+        return z
+
+    def compute_output_shape(self, inputs_shape, input_mask_shape=None):
+        return (inputs_shape[0], self.num_latents, self.num_latent_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_latents=self.num_latents,
+            num_latent_channels=self.num_latent_channels,
+            num_blocks=self.num_blocks,
+            num_self_attends_per_block=self.num_self_attends_per_block,
+            num_cross_attention_heads=self.num_cross_attention_heads,
+            num_self_attention_heads=self.num_self_attention_heads,
+            qk_channels=self.qk_channels,
+            v_channels=self.v_channels,
+            cross_attention_shape_for_attention=self.cross_attention_shape_for_attention,
+            cross_attention_widening_factor=self.cross_attention_widening_factor,
+            self_attention_widening_factor=self.self_attention_widening_factor,
+            use_query_residual=self.use_query_residual,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            activation=self.activation,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            latent_initializer=keras.initializers.serialize(self.latent_initializer),
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config

@@ -1,0 +1,212 @@
+"""Position encodings: trainable and Fourier features (REFERENCE.md section 2).
+
+Fourier features are separable: the features of a grid point are the
+concatenation of per-dimension features. So each dimension's table (raw
+position, sines, cosines; `index_dims[d] x num_bands`) is computed once in
+float64 NumPy and rounded to float32, and any grid, full or subsampled, is
+assembled from those small tables by broadcasting or gathering. This is exact
+to float32 rounding on every backend (JAX included, which has no float64 by
+default) and never materialises a huge constant in an exported graph.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class TrainablePositionEncoding(keras.layers.Layer):
+    """A learned `[prod(index_dims), num_channels]` array, broadcast to the batch.
+
+    Args:
+        index_dims: int or tuple, the positions (flattened).
+        num_channels: channels per position.
+        initializer: DeepMind uses `TruncatedNormal(0.02)`, the default.
+
+    Call with any tensor whose first axis is the batch, and optionally
+    `indices` (`[n]` or `[B, n]` ints) to gather a subset of positions.
+
+    Example:
+    >>> import numpy as np
+    >>> pe = keras_perceiver.layers.TrainablePositionEncoding(16, 8)
+    >>> pe(np.zeros((3, 5))).shape
+    (3, 16, 8)
+    """
+
+    def __init__(self, index_dims, num_channels, initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.index_dims = tuple(index_dims) if isinstance(index_dims, (list, tuple)) else (index_dims,)
+        self.num_channels = num_channels
+        self.initializer = keras.initializers.get(
+            initializer or keras.initializers.TruncatedNormal(stddev=0.02)
+        )
+
+    @property
+    def num_positions(self):
+        return math.prod(self.index_dims)
+
+    def build(self, inputs_shape=None, indices_shape=None):
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.num_positions, self.num_channels),
+            initializer=self.initializer,
+        )
+        self.built = True
+
+    def call(self, inputs, indices=None):
+        batch = ops.shape(inputs)[0]
+        table = ops.convert_to_tensor(self.embeddings)
+        if indices is not None:
+            table = ops.take(table, indices, axis=0)
+        if len(table.shape) == 3:
+            return table
+        return ops.broadcast_to(table[None], (batch,) + tuple(table.shape))
+
+    def compute_output_shape(self, inputs_shape, indices_shape=None):
+        n = self.num_positions if indices_shape is None else indices_shape[-1]
+        return (inputs_shape[0], n, self.num_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            index_dims=self.index_dims,
+            num_channels=self.num_channels,
+            initializer=keras.initializers.serialize(self.initializer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class FourierPositionEncoding(keras.layers.Layer):
+    """Fourier features of a grid: `[pos (d), sin(pi f) (d*K), cos(pi f) (d*K)]`.
+
+    `f[d, k] = pos[d] * linspace(1, max_resolution[d] / 2, num_bands)[k]`,
+    flattened dimension-major; positions are `linspace(-1, 1, n)` per axis,
+    or `-1 + 2 * i / n` for subsampled indices (DeepMind's chunked decoding).
+
+    Args:
+        index_dims: the grid, e.g. `(224, 224)`.
+        num_bands: `K`, frequency bands per dimension.
+        max_resolution: per dimension, defaults to `index_dims`.
+        concat_pos: prepend the raw positions.
+        sine_only: drop the cosines.
+
+    Call with any tensor whose first axis is the batch; with `indices`
+    (flat grid indices, `[n]` or `[B, n]`) only those points are encoded.
+
+    Example:
+    >>> import numpy as np
+    >>> pe = keras_perceiver.layers.FourierPositionEncoding((4, 5), num_bands=3)
+    >>> pe(np.zeros((2, 1))).shape
+    (2, 20, 14)
+    """
+
+    def __init__(
+        self,
+        index_dims,
+        num_bands,
+        max_resolution=None,
+        concat_pos=True,
+        sine_only=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.index_dims = tuple(int(n) for n in index_dims)
+        self.num_bands = num_bands
+        self.max_resolution = tuple(max_resolution) if max_resolution else None
+        self.concat_pos = concat_pos
+        self.sine_only = sine_only
+        resolution = self.max_resolution or self.index_dims
+        if len(resolution) != len(self.index_dims):
+            raise ValueError(
+                f"FourierPositionEncoding: max_resolution {resolution} must have "
+                f"one entry per index dim {self.index_dims}."
+            )
+        self._resolution = resolution
+
+    @property
+    def num_channels(self):
+        d = len(self.index_dims)
+        return (d if self.concat_pos else 0) + d * self.num_bands * (1 if self.sine_only else 2)
+
+    def _tables(self, subsampled):
+        """Per dimension, a float32 `[n_d, channels_d]` table of its features."""
+        tables = []
+        for d, n in enumerate(self.index_dims):
+            if subsampled:
+                pos = -1.0 + 2.0 * np.arange(n, dtype=np.float64) / n
+            else:
+                pos = np.linspace(-1.0, 1.0, num=n, endpoint=True)
+            freqs = np.linspace(1.0, self._resolution[d] / 2.0, num=self.num_bands)
+            angle = np.pi * pos[:, None] * freqs[None, :]
+            tables.append((pos[:, None], np.sin(angle), np.cos(angle)))
+        return tables
+
+    def _assemble(self, parts_per_dim):
+        """Orders per-dimension parts as [pos..., sin..., cos...]."""
+        groups = [[p[0] for p in parts_per_dim]] if self.concat_pos else []
+        groups.append([p[1] for p in parts_per_dim])
+        if not self.sine_only:
+            groups.append([p[2] for p in parts_per_dim])
+        return [part for group in groups for part in group]
+
+    def call(self, inputs, indices=None):
+        batch = ops.shape(inputs)[0]
+        if indices is None:
+            table = self._full_grid_tensor()
+        else:
+            table = self._gather(indices)
+        if len(table.shape) == 3:
+            return table
+        return ops.broadcast_to(table[None], (batch,) + tuple(table.shape))
+
+    def _full_grid_tensor(self):
+        rank = len(self.index_dims)
+        parts = []
+        for d, dim_parts in enumerate(self._tables(subsampled=False)):
+            shape = [1] * rank
+            shape[d] = self.index_dims[d]
+            parts.append(
+                tuple(
+                    ops.broadcast_to(
+                        ops.convert_to_tensor(
+                            p.astype(np.float32).reshape(shape + [p.shape[-1]])
+                        ),
+                        self.index_dims + (p.shape[-1],),
+                    )
+                    for p in dim_parts
+                )
+            )
+        grid = ops.concatenate(self._assemble(parts), axis=-1)
+        return ops.cast(ops.reshape(grid, (-1, self.num_channels)), self.compute_dtype)
+
+    def _gather(self, indices):
+        indices = ops.cast(indices, "int32")
+        strides = [math.prod(self.index_dims[d + 1 :]) for d in range(len(self.index_dims))]
+        parts = []
+        for d, dim_parts in enumerate(self._tables(subsampled=True)):
+            axis_index = (indices // strides[d]) % self.index_dims[d]
+            parts.append(
+                tuple(
+                    ops.take(ops.convert_to_tensor(p.astype(np.float32)), axis_index, axis=0)
+                    for p in dim_parts
+                )
+            )
+        return ops.cast(ops.concatenate(self._assemble(parts), axis=-1), self.compute_dtype)
+
+    def compute_output_shape(self, inputs_shape, indices_shape=None):
+        n = math.prod(self.index_dims) if indices_shape is None else indices_shape[-1]
+        return (inputs_shape[0], n, self.num_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            index_dims=self.index_dims,
+            num_bands=self.num_bands,
+            max_resolution=self.max_resolution,
+            concat_pos=self.concat_pos,
+            sine_only=self.sine_only,
+        )
+        return config
