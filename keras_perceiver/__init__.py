@@ -2,5 +2,6 @@
 
 from keras_perceiver import layers
 from keras_perceiver import models
+from keras_perceiver import tokenizers
 
 __version__ = "0.1.0"
