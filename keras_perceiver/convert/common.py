@@ -119,13 +119,11 @@ def assign_attention_block(block, source, prefix, layout):
 def assign_encoder(encoder, source, layout, prefix=None):
     """Latents, cross-attention and the shared self-attention layers."""
     if layout == "torch":
-        prefix = prefix or "perceiver"
-        assign(encoder.latents.embeddings, source, f"{prefix}.embeddings.latents")
-        assign_attention_block(
-            encoder.cross_attention, source, f"{prefix}.encoder.cross_attention", layout
-        )
+        p = "perceiver." if prefix is None else (f"{prefix}." if prefix else "")
+        assign(encoder.latents.embeddings, source, f"{p}embeddings.latents")
+        assign_attention_block(encoder.cross_attention, source, f"{p}encoder.cross_attention", layout)
         for i, layer in enumerate(encoder.self_attends):
-            assign_attention_block(layer, source, f"{prefix}.encoder.self_attends.{i}", layout)
+            assign_attention_block(layer, source, f"{p}encoder.self_attends.{i}", layout)
         return
     prefix = prefix or "perceiver_encoder"
     assign(encoder.latents.embeddings, source, f"{prefix}/~/trainable_position_encoding/pos_embs")
@@ -141,7 +139,7 @@ def assign_basic_decoder(decoder, source, prefix, layout):
         key = (f"{prefix}.output_position_encodings.position_embeddings" if layout == "torch"
                else f"{prefix}/~/trainable_position_encoding/pos_embs")
         assign(decoder.position_encoding.embeddings, source, key)
-    if decoder.position_projection is not None:
+    if getattr(decoder, "position_projection", None) is not None:  # none: no queries built
         key = (f"{prefix}.positions_projection" if layout == "torch"
                else f"{prefix}/~/position_encoding_projector/linear")
         assign_dense(decoder.position_projection, source, key, layout)

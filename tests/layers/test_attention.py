@@ -1,0 +1,159 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_perceiver.layers import MLP
+from keras_perceiver.layers import Attention
+
+
+def numpy_attention(layer, q_in, kv_in, mask=None):
+    """Independent NumPy multi-head attention with DeepMind's mask semantics."""
+    w = {n: (np.asarray(d.kernel), np.asarray(d.bias)) for n, d in (
+        ("q", layer.query_dense), ("k", layer.key_dense),
+        ("v", layer.value_dense), ("o", layer.output_dense))}
+    q = q_in @ w["q"][0] + w["q"][1]
+    k = kv_in @ w["k"][0] + w["k"][1]
+    v = kv_in @ w["v"][0] + w["v"][1]
+    h = layer.num_heads
+    split = lambda x: x.reshape(x.shape[0], x.shape[1], h, -1).transpose(0, 2, 1, 3)
+    q, k, v = split(q), split(k), split(v)
+    logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])
+    if mask is not None:
+        logits = np.where(mask[:, None], logits, -1e30)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    out = (weights @ v).transpose(0, 2, 1, 3).reshape(q_in.shape[0], q_in.shape[1], -1)
+    if mask is not None:
+        out = np.where(mask.any(-1, keepdims=True), out, 0.0)
+    return out @ w["o"][0] + w["o"][1]
+
+
+def test_attention_shapes_and_default_channels(rng):
+    layer = Attention(num_heads=2)
+    out = layer(rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 6)))
+    # qk defaults to the key/value width, v to qk, output to v.
+    assert out.shape == (2, 3, 6)
+    assert layer.query_dense.kernel.shape == (4, 6)
+    layer = Attention(num_heads=4, qk_channels=8, v_channels=12, output_channels=5)
+    out = layer(rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 7, 6)))
+    assert out.shape == (2, 3, 5)
+    assert layer.value_dense.kernel.shape == (6, 12)
+
+
+def test_attention_matches_numpy_formula(rng):
+    layer = Attention(num_heads=4, qk_channels=8, v_channels=12, output_channels=5)
+    q_in = rng.normal(size=(2, 3, 4)).astype("float32")
+    kv_in = rng.normal(size=(2, 7, 6)).astype("float32")
+    mask = rng.random((2, 3, 7)) > 0.4
+    mask[1, 2] = False  # a query row with no visible key
+    out = ops.convert_to_numpy(layer(q_in, kv_in, attention_mask=mask))
+    np.testing.assert_allclose(out, numpy_attention(layer, q_in, kv_in, mask), atol=1e-5)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer(q_in, kv_in)), numpy_attention(layer, q_in, kv_in), atol=1e-5
+    )
+
+
+def test_masked_keys_change_nothing(rng):
+    layer = Attention(num_heads=2, qk_channels=8)
+    q_in = rng.normal(size=(2, 3, 4)).astype("float32")
+    kv_in = rng.normal(size=(2, 6, 5)).astype("float32")
+    key_mask = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], bool)
+    mask = np.broadcast_to(key_mask[:, None, :], (2, 3, 6))
+    changed = kv_in.copy()
+    changed[~key_mask] = rng.normal(size=changed[~key_mask].shape) * 100
+    a = ops.convert_to_numpy(layer(q_in, kv_in, attention_mask=mask))
+    b = ops.convert_to_numpy(layer(q_in, changed, attention_mask=mask))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_fully_masked_query_row_is_zero_before_output_projection(rng):
+    layer = Attention(num_heads=2, qk_channels=4)
+    q_in = rng.normal(size=(1, 3, 4)).astype("float32")
+    kv_in = rng.normal(size=(1, 5, 4)).astype("float32")
+    mask = np.ones((1, 3, 5), bool)
+    mask[0, 1] = False
+    out = ops.convert_to_numpy(layer(q_in, kv_in, attention_mask=mask))
+    # Zero merged heads -> the output projection yields exactly its bias.
+    np.testing.assert_array_equal(out[0, 1], ops.convert_to_numpy(layer.output_dense.bias))
+    assert not np.allclose(out[0, 0], out[0, 1])
+
+
+def test_attention_errors(rng):
+    with pytest.raises(ValueError, match="attention.*divisible by num_heads=3"):
+        Attention(num_heads=3, qk_channels=8, name="attention")(np.ones((1, 2, 4)), np.ones((1, 3, 4)))
+    with pytest.raises(ValueError, match="rank 3, received shape \\(2, 4\\)"):
+        Attention(num_heads=1)(np.ones((2, 4)), np.ones((1, 3, 4)))
+    layer = Attention(num_heads=1, name="att")
+    layer(np.ones((1, 2, 4)), np.ones((1, 3, 4)))
+    with pytest.raises(ValueError, match="att: expected query with 4 channels"):
+        layer(np.ones((1, 2, 5)), np.ones((1, 3, 4)))
+    with pytest.raises(ValueError, match="att: expected attention_mask of shape"):
+        layer(np.ones((1, 2, 4)), np.ones((1, 3, 4)), attention_mask=np.ones((1, 3), bool))
+
+
+def test_attention_dropout_only_in_training(rng):
+    layer = Attention(num_heads=1, attention_dropout=0.5)
+    q_in = rng.normal(size=(1, 4, 4)).astype("float32")
+    a = ops.convert_to_numpy(layer(q_in, q_in))
+    np.testing.assert_array_equal(a, ops.convert_to_numpy(layer(q_in, q_in, training=False)))
+    assert not np.allclose(a, ops.convert_to_numpy(layer(q_in, q_in, training=True)))
+
+
+@pytest.mark.parametrize("activation, approximate", [("gelu_tanh", True), ("gelu", False)])
+def test_mlp_formula(rng, activation, approximate):
+    layer = MLP(widening_factor=3, activation=activation)
+    x = rng.normal(size=(2, 5, 4)).astype("float32")
+    out = ops.convert_to_numpy(layer(x))
+    h = x @ np.asarray(layer.dense1.kernel) + np.asarray(layer.dense1.bias)
+    assert layer.dense1.kernel.shape == (4, 12)
+    if approximate:
+        h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h**3)))
+    else:
+        from scipy.special import erf
+
+        h = 0.5 * h * (1 + erf(h / np.sqrt(2)))
+    expected = h @ np.asarray(layer.dense2.kernel) + np.asarray(layer.dense2.bias)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_mlp_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        MLP(activation="relu")
+
+
+@pytest.mark.parametrize("layer", [
+    Attention(num_heads=2, qk_channels=8, v_channels=4, output_channels=6, attention_dropout=0.1),
+    MLP(widening_factor=2, activation="gelu", dropout=0.1),
+])
+def test_config_round_trip(layer):
+    config = layer.get_config()
+    clone = layer.__class__.from_config(config)
+    assert clone.get_config() == config
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_softmax_in_float32(rng, policy, monkeypatch):
+    from keras_perceiver.layers import attention as attention_module
+
+    seen = []
+    softmax = attention_module.ops.softmax
+
+    def recording_softmax(x, *args, **kwargs):
+        seen.append(keras.backend.standardize_dtype(x.dtype))
+        return softmax(x, *args, **kwargs)
+
+    monkeypatch.setattr(attention_module.ops, "softmax", recording_softmax)
+    keras.config.set_dtype_policy(policy)
+    layer = Attention(num_heads=2, qk_channels=8)
+    q_in = rng.normal(size=(2, 3, 4)).astype("float32")
+    kv_in = (rng.normal(size=(2, 5, 4)) * 30).astype("float32")
+    out = layer(q_in, kv_in, attention_mask=np.ones((2, 3, 5), bool))
+    assert seen == ["float32"]
+    assert keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]
+    assert np.isfinite(ops.convert_to_numpy(ops.cast(out, "float32"))).all()
+    # Large logits would overflow a float16 softmax; the float32 one matches the
+    # float32 NumPy reference up to the policy's input rounding.
+    ref = numpy_attention(layer, q_in, kv_in)
+    got = ops.convert_to_numpy(ops.cast(out, "float32"))
+    np.testing.assert_allclose(got, ref, atol=0.1 * np.abs(ref).max())
