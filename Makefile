@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.py | $(PY)
 install: $(VENV)/.installed
 
 test: install
-	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -q -m "not large or large"
+	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -q
 	KERAS_BACKEND=jax $(PY) -m pytest $(BACKEND_TESTS) -q
 	KERAS_BACKEND=torch $(PY) -m pytest $(BACKEND_TESTS) -q
 
