@@ -57,18 +57,20 @@ def from_transformers(path_or_model):
     return model
 
 
-def from_deepmind(checkpoint_path, preset):
+def from_deepmind(checkpoint_path, preset, **overrides):
     """Our task model from a DeepMind Haiku pickle (no Haiku needed).
 
     Args:
         checkpoint_path: a `.pickle` / `.pystate` file of the released models.
         preset: which of the six presets it holds.
+        **overrides: constructor arguments replacing the preset's (e.g. a
+            small configuration in tests).
     """
     params, state = load_deepmind(checkpoint_path)
     convert = _function(_DEEPMIND, preset, "preset")
     params = WeightSource(params, description=f"DeepMind params {checkpoint_path}")
     state = WeightSource(state, description=f"DeepMind state {checkpoint_path}")
-    model = convert(preset, params, state)
+    model = convert(preset, params, state, **overrides)
     params.finish()
     state.finish()
     return model

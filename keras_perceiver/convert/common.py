@@ -139,7 +139,7 @@ def assign_basic_decoder(decoder, source, prefix, layout):
         key = (f"{prefix}.output_position_encodings.position_embeddings" if layout == "torch"
                else f"{prefix}/~/trainable_position_encoding/pos_embs")
         assign(decoder.position_encoding.embeddings, source, key)
-    if getattr(decoder, "position_projection", None) is not None:  # none: no queries built
+    if decoder.position_projection is not None:
         key = (f"{prefix}.positions_projection" if layout == "torch"
                else f"{prefix}/~/position_encoding_projector/linear")
         assign_dense(decoder.position_projection, source, key, layout)

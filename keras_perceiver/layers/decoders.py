@@ -136,7 +136,6 @@ class BasicDecoder(keras.layers.Layer):
                 name="output_position_encoding",
             )
             channels = self.position_encoding.num_channels
-        self.position_projection = None
         if self.project_pos_dim > 0:
             self.position_projection = keras.layers.Dense(
                 self.project_pos_dim,
@@ -150,6 +149,7 @@ class BasicDecoder(keras.layers.Layer):
     def build(self, latents_shape, queries_shape=None, inputs_shape=None,
               query_mask_shape=None, indices_shape=None):
         check_rank(self, "latents", latents_shape, 3)
+        self.position_projection = None
         if self.position_encoding_type == "none":
             if queries_shape is None and inputs_shape is None:
                 raise ValueError(

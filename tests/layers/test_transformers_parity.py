@@ -13,21 +13,7 @@ from keras_perceiver.convert.common import assign_basic_decoder
 from keras_perceiver.convert.common import assign_encoder
 from keras_perceiver.layers import BasicDecoder
 from keras_perceiver.layers import PerceiverEncoder
-
-
-def reinit_unit_scale(module, seed=0):
-    """Weights normal/sqrt(fan_in), biases and LayerNorms non-trivial: O(1) outputs."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim >= 2 and "embeddings" not in name and "latents" not in name:
-                fan_in = int(np.prod(p.shape[1:]))
-                p.copy_(torch.randn(p.shape, generator=gen) / np.sqrt(fan_in))
-            elif "layernorm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(0.3 * torch.randn(p.shape, generator=gen) if p.ndim == 1
-                        else torch.randn(p.shape, generator=gen))
+from tests.torch_reference import unit_scale_
 
 
 @pytest.mark.parametrize("hidden_act, activation", [("gelu", "gelu"),
@@ -45,7 +31,7 @@ def test_encoder_and_decoder_match_transformers(hidden_act, activation):
         trainable_position_encoding_kwargs=dict(num_channels=12, index_dims=7),
     )
     reference = PerceiverModel(config, decoder=decoder).eval()
-    reinit_unit_scale(reference)
+    unit_scale_(reference)
 
     rng = np.random.default_rng(1)
     inputs = rng.normal(size=(3, 9, 16)).astype("float32")

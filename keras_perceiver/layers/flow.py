@@ -1,0 +1,150 @@
+"""Optical flow input adapter: 3x3 patches of two frames + Fourier positions.
+
+Perceiver IO's flow model (REFERENCE.md section 3) describes every pixel by
+the 3x3 neighbourhood around it in both frames: each frame is zero-padded by
+one pixel, cut into 3x3 patches at stride 1 (channels ordered kh, kw, c, as
+TF's `extract_patches` with SAME padding), the two frames' patches are
+stacked on channels (frame-major: 2 x 27 = 54), linearly projected, and
+Fourier features of the pixel grid are concatenated.
+"""
+
+import keras
+from keras import ops
+
+from keras_perceiver.layers.position_encoding import FourierPositionEncoding
+from keras_perceiver.layers.utils import check_rank
+from keras_perceiver.layers.utils import dense_initializer
+
+PATCH_SIZE = 3
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class FramePatches(keras.layers.Layer):
+    """3x3 patches around every pixel of each frame, stacked on channels.
+
+    Input `frames` `[B, T, H, W, C]`; output `[B, H, W, T * 9 * C]`, channels
+    ordered `(t, kh, kw, c)`: frame-major, then the patch row, the patch
+    column and the colour channel. Frames are zero-padded by one pixel, so
+    the result equals `tf.image.extract_patches(frame, [1, 3, 3, 1],
+    [1, 1, 1, 1], [1, 1, 1, 1], "SAME")` per frame, concatenated.
+
+    Example:
+    >>> import numpy as np
+    >>> patches = keras_perceiver.layers.FramePatches()
+    >>> tuple(patches(np.zeros((1, 2, 6, 8, 3), "float32")).shape)
+    (1, 6, 8, 54)
+    """
+
+    def build(self, frames_shape):
+        check_rank(self, "frames", frames_shape, 5)
+        self.built = True
+
+    def call(self, frames):
+        frames = ops.cast(frames, self.compute_dtype)
+        height, width = ops.shape(frames)[2], ops.shape(frames)[3]
+        padded = ops.pad(frames, [(0, 0), (0, 0), (1, 1), (1, 1), (0, 0)])
+        # One slice per patch offset, in (kh, kw) order; channels stay innermost.
+        pieces = [
+            padded[:, :, kh : kh + height, kw : kw + width, :]
+            for kh in range(PATCH_SIZE)
+            for kw in range(PATCH_SIZE)
+        ]
+        patches = ops.concatenate(pieces, axis=-1)  # [B, T, H, W, 9C]
+        patches = ops.transpose(patches, (0, 2, 3, 1, 4))  # [B, H, W, T, 9C]
+        shape = ops.shape(patches)
+        return ops.reshape(patches, (shape[0], shape[1], shape[2], shape[3] * shape[4]))
+
+    def compute_output_shape(self, frames_shape):
+        b, t, h, w, c = frames_shape
+        channels = None if t is None or c is None else t * PATCH_SIZE * PATCH_SIZE * c
+        return (b, h, w, channels)
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class OpticalFlowPreprocessor(keras.layers.Layer):
+    """Two frames -> `[B, H*W, num_channels + Fourier]` flow input tokens.
+
+    `FramePatches` (54 channels for two RGB frames) -> `Dense(num_channels)`
+    (DeepMind's `patches_linear`) -> flattened to tokens -> Fourier features
+    of the `image_shape` grid concatenated after them.
+
+    Args:
+        image_shape: `(H, W)` of the frames.
+        num_channels: width of the patch projection (64).
+        num_bands: Fourier bands per dimension (64).
+        max_resolution: Fourier max resolution; defaults to `image_shape`.
+        num_frames, frame_channels: frames per example and colour channels.
+
+    Call with `frames` `[B, num_frames, H, W, frame_channels]`.
+
+    Example:
+    >>> import numpy as np
+    >>> pre = keras_perceiver.layers.OpticalFlowPreprocessor((6, 8), num_bands=4)
+    >>> tuple(pre(np.zeros((2, 2, 6, 8, 3), "float32")).shape)
+    (2, 48, 82)
+    """
+
+    def __init__(self, image_shape, num_channels=64, num_bands=64, max_resolution=None,
+                 num_frames=2, frame_channels=3, kernel_initializer="variance_scaling",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(n) for n in image_shape)
+        self.num_channels = num_channels
+        self.num_bands = num_bands
+        self.max_resolution = tuple(max_resolution) if max_resolution else None
+        self.num_frames = num_frames
+        self.frame_channels = frame_channels
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    @property
+    def output_channels(self):
+        return self.num_channels + 2 + 4 * self.num_bands
+
+    def build(self, frames_shape):
+        check_rank(self, "frames", frames_shape, 5)
+        expected = (self.num_frames,) + self.image_shape + (self.frame_channels,)
+        if tuple(frames_shape[1:]) != expected:
+            raise ValueError(
+                f"{self.name}: expected frames of shape [batch, {', '.join(map(str, expected))}], "
+                f"received shape {tuple(frames_shape)}."
+            )
+        self.patches = FramePatches(dtype=self.dtype_policy, name="patches")
+        self.patches.build(frames_shape)
+        patch_channels = self.num_frames * PATCH_SIZE * PATCH_SIZE * self.frame_channels
+        self.patches_linear = keras.layers.Dense(
+            self.num_channels,
+            kernel_initializer=dense_initializer(self.kernel_initializer),
+            dtype=self.dtype_policy, name="patches_linear",
+        )
+        self.patches_linear.build((None, None, patch_channels))
+        self.position_encoding = FourierPositionEncoding(
+            self.image_shape, self.num_bands, max_resolution=self.max_resolution,
+            concat_pos=True, sine_only=False, dtype=self.dtype_policy,
+            name="position_encoding",
+        )
+        self.built = True
+
+    def call(self, frames):
+        patches = self.patches(frames)
+        shape = ops.shape(patches)
+        tokens = ops.reshape(patches, (shape[0], shape[1] * shape[2], shape[3]))
+        tokens = self.patches_linear(tokens)
+        positions = self.position_encoding(tokens)
+        return ops.concatenate([tokens, ops.cast(positions, tokens.dtype)], axis=-1)
+
+    def compute_output_shape(self, frames_shape):
+        h, w = self.image_shape
+        return (frames_shape[0], h * w, self.output_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            image_shape=self.image_shape,
+            num_channels=self.num_channels,
+            num_bands=self.num_bands,
+            max_resolution=self.max_resolution,
+            num_frames=self.num_frames,
+            frame_channels=self.frame_channels,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config
