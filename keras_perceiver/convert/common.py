@@ -8,6 +8,9 @@ key, checking shapes; `finish()` fails on keys that were never used. The
   LayerNorm `weight`/`bias`, keys as in REFERENCE.md section 7.
 - DeepMind Haiku (`"haiku"` layout): Linear `w` `[in, out]`, LayerNorm
   `scale`/`offset`, module paths such as `.../cross_attention/attention/linear`.
+
+`activation_from_config` and `encoder_args_from_transformers` read the
+`PerceiverConfig` settings every transformers converter shares.
 """
 
 import numpy as np
@@ -32,6 +35,12 @@ class WeightSource:
     def has(self, key):
         return key in self.arrays
 
+    def shape(self, key):
+        """The shape of `key`'s array, without marking it used."""
+        if key not in self.arrays:
+            raise ConversionError(f"{self.description}: missing key {key!r}.")
+        return self.arrays[key].shape
+
     def ignore(self, *keys):
         self.used.update(k for k in keys if k in self.arrays)
 
@@ -42,6 +51,54 @@ class WeightSource:
                 f"{self.description}: unexpected key {unexpected[0]!r} "
                 f"({len(unexpected)} unused keys)."
             )
+
+
+# transformers `hidden_act` -> our activation.
+_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+}
+
+
+def activation_from_config(config):
+    """Our activation for a transformers `PerceiverConfig` dict's `hidden_act`."""
+    act = config.get("hidden_act", "gelu")
+    if act not in _ACTIVATIONS:
+        raise ConversionError(
+            f"transformers hidden_act {act!r} is not supported; expected one of "
+            f"{sorted(_ACTIVATIONS)}."
+        )
+    return _ACTIVATIONS[act]
+
+
+def num_labels_from_config(config):
+    """A transformers classifier's label count (`num_labels`, else `id2label`, else 2)."""
+    return config.get("num_labels") or len(config.get("id2label") or {}) or 2
+
+
+def encoder_args_from_transformers(config):
+    """The encoder constructor arguments all our task models take, from a
+    transformers `PerceiverConfig` dict.
+
+    Callers add what only some models take: the latent width (`d_latents`
+    or `num_latent_channels`), `cross_attention_shape_for_attention` and
+    `attention_dropout`.
+    """
+    return dict(
+        num_latents=config["num_latents"],
+        num_blocks=config["num_blocks"],
+        num_self_attends_per_block=config["num_self_attends_per_block"],
+        num_self_attention_heads=config["num_self_attention_heads"],
+        num_cross_attention_heads=config["num_cross_attention_heads"],
+        qk_channels=config.get("qk_channels"),
+        v_channels=config.get("v_channels"),
+        cross_attention_widening_factor=config.get("cross_attention_widening_factor", 1),
+        self_attention_widening_factor=config.get("self_attention_widening_factor", 1),
+        use_query_residual=config.get("use_query_residual", True),
+        activation=activation_from_config(config),
+    )
 
 
 def set_variable(variable, value, key):

@@ -17,25 +17,8 @@ from keras_perceiver.convert.common import ConversionError
 from keras_perceiver.convert.common import assign_basic_decoder
 from keras_perceiver.convert.common import assign_dense
 from keras_perceiver.convert.common import assign_encoder
+from keras_perceiver.convert.common import encoder_args_from_transformers
 from keras_perceiver.models.optical_flow import PerceiverOpticalFlow
-
-# transformers `hidden_act` -> our activation.
-_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-}
-
-
-def _activation(config):
-    act = config.get("hidden_act", "gelu")
-    if act not in _ACTIVATIONS:
-        raise ConversionError(
-            f"PerceiverForOpticalFlow: hidden_act {act!r} is not supported; "
-            f"expected one of {sorted(_ACTIVATIONS)}."
-        )
-    return _ACTIVATIONS[act]
-
 
 def optical_flow_from_transformers(config, class_name, source):
     """`PerceiverOpticalFlow` from a transformers `PerceiverForOpticalFlow`."""
@@ -44,24 +27,14 @@ def optical_flow_from_transformers(config, class_name, source):
     patch_weight = source.arrays.get("perceiver.input_preprocessor.conv_after_patches.weight")
     model = PerceiverOpticalFlow(
         image_shape=tuple(config.get("train_size", (368, 496))),
-        num_latents=config["num_latents"],
+        **encoder_args_from_transformers(config),
         num_latent_channels=config["d_latents"],
-        num_blocks=config["num_blocks"],
-        num_self_attends_per_block=config["num_self_attends_per_block"],
-        num_self_attention_heads=config["num_self_attention_heads"],
-        num_cross_attention_heads=config["num_cross_attention_heads"],
-        qk_channels=config.get("qk_channels"),
-        v_channels=config.get("v_channels"),
-        cross_attention_widening_factor=config.get("cross_attention_widening_factor", 1),
-        self_attention_widening_factor=config.get("self_attention_widening_factor", 1),
         cross_attention_shape_for_attention=config.get(
             "cross_attention_shape_for_attention", "kv"
         ),
-        use_query_residual=config.get("use_query_residual", True),
         # transformers fixes both at 64 (PerceiverForOpticalFlow.__init__).
         num_patch_channels=64 if patch_weight is None else int(patch_weight.shape[0]),
         num_bands=64,
-        activation=_activation(config),
     )
     assign_dense(
         model.preprocessor.patches_linear, source,

@@ -13,51 +13,23 @@ positions), `perceiver_encoder/~/...`, `basic_decoder/~/trainable_position_encod
 
 import re
 
-from keras_perceiver.convert.common import ConversionError
 from keras_perceiver.convert.common import assign
 from keras_perceiver.convert.common import assign_basic_decoder
 from keras_perceiver.convert.common import assign_dense
 from keras_perceiver.convert.common import assign_encoder
+from keras_perceiver.convert.common import encoder_args_from_transformers
+from keras_perceiver.convert.common import num_labels_from_config
 
-# transformers `hidden_act` -> our activation.
-_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "gelu_fast": "gelu_tanh",
-}
-
-
-def activation_from_config(config):
-    act = config.get("hidden_act", "gelu")
-    if act not in _ACTIVATIONS:
-        raise ConversionError(
-            f"transformers hidden_act {act!r} is not supported; expected one of "
-            f"{sorted(_ACTIVATIONS)}."
-        )
-    return _ACTIVATIONS[act]
-
-
-def encoder_args_from_transformers(config):
-    """Our text-encoder constructor arguments from a `PerceiverConfig` dict."""
+def text_args_from_transformers(config):
+    """Our text-model constructor arguments from a `PerceiverConfig` dict."""
     return dict(
+        **encoder_args_from_transformers(config),
         vocab_size=config["vocab_size"],
         max_length=config["max_position_embeddings"],
         d_model=config["d_model"],
-        num_latents=config["num_latents"],
         d_latents=config["d_latents"],
-        num_blocks=config["num_blocks"],
-        num_self_attends_per_block=config["num_self_attends_per_block"],
-        num_self_attention_heads=config["num_self_attention_heads"],
-        num_cross_attention_heads=config["num_cross_attention_heads"],
-        qk_channels=config.get("qk_channels"),
-        v_channels=config.get("v_channels"),
         cross_attention_shape_for_attention=config.get(
             "cross_attention_shape_for_attention", "kv"),
-        cross_attention_widening_factor=config.get("cross_attention_widening_factor", 1),
-        self_attention_widening_factor=config.get("self_attention_widening_factor", 1),
-        use_query_residual=config.get("use_query_residual", True),
-        activation=activation_from_config(config),
         attention_dropout=config.get("attention_probs_dropout_prob", 0.0),
         layer_norm_epsilon=1e-5,  # torch nn.LayerNorm default; config.layer_norm_eps is unused
     )
@@ -87,7 +59,7 @@ def masked_lm_from_transformers(config, class_name, source):
     from keras_perceiver.models.masked_lm import PerceiverMaskedLM
 
     model = PerceiverMaskedLM(
-        **encoder_args_from_transformers(config),
+        **text_args_from_transformers(config),
         decoder_num_heads=8,
         decoder_qk_channels=8 * 32,
         decoder_v_channels=config["d_model"],
@@ -104,10 +76,9 @@ def text_classifier_from_transformers(config, class_name, source):
     `PerceiverForSequenceClassification`."""
     from keras_perceiver.models.text_classifier import PerceiverTextClassifier
 
-    num_labels = config.get("num_labels") or len(config.get("id2label") or {}) or 2
     model = PerceiverTextClassifier(
-        tasks={"label": num_labels},
-        **encoder_args_from_transformers(config),
+        tasks={"label": num_labels_from_config(config)},
+        **text_args_from_transformers(config),
         decoder_num_heads=1,
         decoder_use_query_residual=True,
     )
@@ -126,11 +97,7 @@ def _count_self_attends(params, prefix):
 
 def masked_lm_args_from_deepmind(params):
     """The sizes of a DeepMind MLM read off its arrays."""
-    def shape(key):
-        if not params.has(key):
-            raise ConversionError(f"{params.description}: missing key {key!r}.")
-        return params.arrays[key].shape
-
+    shape = params.shape
     enc = "perceiver_encoder/~"
     dec = "basic_decoder/cross_attention"
     vocab_size, d_model = shape("embed/embeddings")

@@ -29,7 +29,7 @@ from keras_perceiver.convert.common import assign
 from keras_perceiver.convert.common import assign_basic_decoder
 from keras_perceiver.convert.common import assign_dense
 from keras_perceiver.convert.common import assign_encoder
-from keras_perceiver.convert.language import activation_from_config
+from keras_perceiver.convert.common import encoder_args_from_transformers
 
 MODALITIES = ("audio", "image", "label")
 
@@ -59,12 +59,10 @@ def multimodal_from_transformers(config, class_name, source):
         )
     output_shape = config.get("output_shape", [1, 16, 224, 224])
     num_frames, height, width = (int(n) for n in output_shape[1:4])
-    label_weight = source.arrays.get(f"{_T_POST}.label.classifier.weight")
-    label_query = source.arrays.get(_T_LABEL_QUERY)
-    if label_weight is None or label_query is None:
-        missing = f"{_T_POST}.label.classifier.weight" if label_weight is None else _T_LABEL_QUERY
-        raise ConversionError(f"{source.description}: missing key {missing!r}.")
+    num_classes = source.shape(f"{_T_POST}.label.classifier.weight")[0]
+    label_query_channels = source.shape(_T_LABEL_QUERY)[-1]
     model = PerceiverMultimodalAutoencoder(
+        **encoder_args_from_transformers(config),
         num_frames=num_frames,
         image_size=(height, width),
         image_max_resolution=(config["num_frames"], config["image_size"], config["image_size"]),
@@ -72,23 +70,12 @@ def multimodal_from_transformers(config, class_name, source):
         audio_samples=config["num_frames"] * config["audio_samples_per_frame"],
         samples_per_patch=config["samples_per_patch"],
         audio_num_bands=192,
-        num_classes=label_weight.shape[0],
+        num_classes=num_classes,
         input_min_padding_size=4,
-        num_latents=config["num_latents"],
         num_latent_channels=config["d_latents"],
-        num_blocks=config["num_blocks"],
-        num_self_attends_per_block=config["num_self_attends_per_block"],
-        num_cross_attention_heads=config["num_cross_attention_heads"],
-        num_self_attention_heads=config["num_self_attention_heads"],
-        qk_channels=config.get("qk_channels"),
-        v_channels=config.get("v_channels"),
-        cross_attention_widening_factor=config["cross_attention_widening_factor"],
-        self_attention_widening_factor=config["self_attention_widening_factor"],
-        use_query_residual=config.get("use_query_residual", True),
-        label_query_channels=label_query.shape[-1],
+        label_query_channels=label_query_channels,
         query_min_padding_size=2,
         decoder_channels=config["output_num_channels"],
-        activation=activation_from_config(config),
     )
     for m in MODALITIES:
         assign(model.input_padding.paddings[m], source, f"{_T}.input_preprocessor.padding.{m}")

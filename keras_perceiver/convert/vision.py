@@ -32,7 +32,8 @@ from keras_perceiver.convert.common import assign
 from keras_perceiver.convert.common import assign_basic_decoder
 from keras_perceiver.convert.common import assign_dense
 from keras_perceiver.convert.common import assign_encoder
-from keras_perceiver.convert.language import activation_from_config
+from keras_perceiver.convert.common import encoder_args_from_transformers
+from keras_perceiver.convert.common import num_labels_from_config
 
 # transformers class -> (our prep_type, its hard-coded constructor arguments)
 _TRANSFORMERS_CLASSES = {
@@ -77,28 +78,17 @@ def image_classifier_from_transformers(config, class_name, source):
             f"one of {sorted(_TRANSFORMERS_CLASSES)}."
         )
     prep_type, prep_args = _TRANSFORMERS_CLASSES[class_name]
-    num_labels = config.get("num_labels") or len(config.get("id2label") or {}) or 2
     size = config["image_size"]
     model = PerceiverImageClassifier(
-        num_classes=num_labels,
+        **encoder_args_from_transformers(config),
+        num_classes=num_labels_from_config(config),
         image_shape=(size, size, 3),
         prep_type=prep_type,
-        num_latents=config["num_latents"],
         d_latents=config["d_latents"],
-        num_blocks=config["num_blocks"],
-        num_self_attends_per_block=config["num_self_attends_per_block"],
-        num_cross_attention_heads=config["num_cross_attention_heads"],
-        num_self_attention_heads=config["num_self_attention_heads"],
-        qk_channels=config.get("qk_channels"),
-        v_channels=config.get("v_channels"),
         cross_attention_shape_for_attention=config.get(
             "cross_attention_shape_for_attention", "kv"),
-        cross_attention_widening_factor=config.get("cross_attention_widening_factor", 1),
-        self_attention_widening_factor=config.get("self_attention_widening_factor", 1),
-        use_query_residual=config.get("use_query_residual", True),
         num_query_channels=config["d_latents"],
         decoder_use_query_residual=True,  # all three transformers classes
-        activation=activation_from_config(config),
         attention_dropout=config.get("attention_probs_dropout_prob", 0.0),
         **prep_args,
     )
