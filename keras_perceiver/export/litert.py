@@ -1,0 +1,134 @@
+"""LiteRT (TFLite) export with optional float16 / int8 quantization."""
+
+import os
+import tempfile
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_perceiver.export.signatures import _call
+from keras_perceiver.export.signatures import _named_outputs
+
+QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
+
+
+def _model_function(model):
+    specs = [
+        tf.TensorSpec((None,) + tuple(t.shape[1:]), tf.as_dtype(t.dtype), name=t.name)
+        for t in model.inputs
+    ]
+    names = [s.name for s in specs]
+
+    def serve(*args):
+        return _named_outputs(model, _call(model, dict(zip(names, args))))
+
+    return tf.function(serve, input_signature=specs, autograph=False), names
+
+
+def _representative_dataset(data, names, limit=None):
+    if callable(data):
+        return data
+    if not isinstance(data, dict):
+        if len(names) != 1:
+            raise ValueError(
+                f"export_litert: representative_data must be a dict keyed by {names} "
+                "for a model with several inputs."
+            )
+        data = {names[0]: data}
+    missing = set(names) - set(data)
+    if missing:
+        raise ValueError(f"export_litert: representative_data lacks input(s) {sorted(missing)}.")
+    arrays = {name: np.asarray(data[name]) for name in names}
+    count = len(next(iter(arrays.values())))
+
+    def generator():
+        for i in range(count if limit is None else min(count, limit)):
+            yield {name: arrays[name][i : i + 1] for name in names}
+
+    return generator
+
+
+def _convert(saved_model_dir, quantization, representative, ops):
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=["serving_default"]
+    )
+    converter.target_spec.supported_ops = ops
+    if quantization is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        converter.representative_dataset = representative
+    return converter.convert()
+
+
+def export_litert(model, path, quantization=None, representative_data=None):
+    """Writes `model` (its own named inputs, dynamic batch) as a `.tflite` file.
+
+    Builtin ops only are tried first; if the converter needs TensorFlow ops,
+    it falls back to `SELECT_TF_OPS` with a warning (that model then needs
+    the Flex delegate).
+
+    Args:
+        model: a Keras model on the TensorFlow backend.
+        path: output file, ending in `.tflite`.
+        quantization: None (float32), `"float16"` (float16 weights),
+            `"dynamic_int8"` (int8 weights, float activations) or `"int8"`
+            (int8 weights and activations, calibrated on
+            `representative_data`; float32 inputs and outputs).
+        representative_data: for `"int8"`: an array (single-input model), a
+            dict `{input_name: array}` (first axis = examples), or a
+            generator function yielding `{input_name: array[1, ...]}`.
+
+    Returns:
+        `path`.
+
+    Example:
+    >>> import keras, tempfile, os
+    >>> x = keras.Input((3,), name="features")
+    >>> model = keras.Model(x, keras.layers.Dense(2)(x))
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.tflite")
+    >>> keras_perceiver.export.export_litert(model, path) == path
+    True
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError("export_litert needs KERAS_BACKEND=tensorflow.")
+    path = os.fspath(path)
+    if not path.endswith(".tflite"):
+        raise ValueError(f"export_litert: path must end with '.tflite', got {path!r}.")
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"export_litert: quantization must be one of {QUANTIZATIONS}, got {quantization!r}."
+        )
+    fn, names = _model_function(model)
+    representative = None
+    if quantization == "int8":
+        if representative_data is None:
+            raise ValueError("export_litert: quantization='int8' needs representative_data.")
+        representative = _representative_dataset(representative_data, names)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", fn)
+        archive.write_out(tmp, verbose=False)
+        builtins = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization == "int8":
+            builtins = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        try:
+            flatbuffer = _convert(tmp, quantization, representative, builtins)
+        except Exception as error:  # noqa: BLE001 - converter errors vary
+            warnings.warn(
+                f"export_litert: builtin ops are not enough ({str(error)[:200]}); "
+                "falling back to SELECT_TF_OPS (needs the Flex delegate).",
+                stacklevel=2,
+            )
+            flatbuffer = _convert(
+                tmp, quantization, representative,
+                builtins + [tf.lite.OpsSet.SELECT_TF_OPS],
+            )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(flatbuffer)
+    return path

@@ -1,0 +1,97 @@
+"""The `keras-perceiver` command line: export and convert."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_perceiver
+from keras_perceiver import cli
+
+
+@pytest.fixture(scope="module")
+def preset_dir(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = keras_perceiver.models.PerceiverImageClassifier(
+        num_classes=5, image_shape=(8, 8, 3), num_bands=2, num_latents=4, d_latents=8,
+        num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=2,
+        name="tiny_classifier")
+    path = str(tmp_path_factory.mktemp("preset") / "tiny")
+    model.save_to_preset(path)
+    return path, model
+
+
+def test_export_saved_model_versions(preset_dir, tmp_path):
+    path, model = preset_dir
+    out = str(tmp_path / "saved_models" / "tiny")
+    prep = '{"mode": "resize", "mean": 0, "std": 255}'
+    args = ["export", "--preset", path, "--format", "saved_model", "--output", out,
+            "--image-preprocessing", prep]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 0
+    assert sorted(os.listdir(out)) == ["1", "2"]
+    with pytest.raises(ValueError, match="already exists"):
+        cli.main(args + ["--version", "2"])
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype("uint8")
+    served = tf.saved_model.load(os.path.join(out, "2")).signatures["serving_default"]
+    probabilities = served(images=tf.constant(images))["probabilities"].numpy()
+    expected = keras.ops.softmax(model(images.astype("float32") / 255.0))
+    np.testing.assert_allclose(probabilities, keras.ops.convert_to_numpy(expected), atol=1e-5)
+
+
+def test_export_tflite_and_onnx(preset_dir, tmp_path):
+    path, model = preset_dir
+    cli.main(["export", "--preset", path, "--weights", path, "--format", "tflite",
+              "--output", str(tmp_path)])
+    tflite = tmp_path / "tiny_classifier.tflite"
+    interpreter = tf.lite.Interpreter(model_path=str(tflite))
+    runner = interpreter.get_signature_runner()
+    x = np.random.default_rng(1).normal(size=(1, 8, 8, 3)).astype("float32")
+    (out,) = runner(images=x).values()
+    np.testing.assert_allclose(out, keras.ops.convert_to_numpy(model(x)), atol=1e-4)
+    cli.main(["export", "--preset", path, "--format", "onnx", "--output",
+              str(tmp_path / "m.onnx")])
+    assert (tmp_path / "m.onnx").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="tflite only"):
+        cli.main(["export", "--preset", path, "--format", "onnx", "--quantization",
+                  "float16", "--output", str(tmp_path)])
+
+
+def test_unknown_preset_is_rejected(tmp_path):
+    with pytest.raises(SystemExit, match="unknown preset 'no_such_model'"):
+        cli.main(["export", "--preset", "no_such_model", "--output", str(tmp_path)])
+
+
+def test_convert_from_transformers_then_export(tmp_path):
+    from transformers import PerceiverConfig
+    from transformers import PerceiverForMaskedLM
+
+    torch_model = PerceiverForMaskedLM(PerceiverConfig(
+        num_latents=6, d_latents=16, d_model=8, num_blocks=1, num_self_attends_per_block=1,
+        num_self_attention_heads=2, num_cross_attention_heads=2,
+        max_position_embeddings=24, qk_channels=8, v_channels=16))
+    torch_model.save_pretrained(tmp_path / "hf")
+    out = str(tmp_path / "preset")
+    assert cli.main(["convert", "--from", "transformers", str(tmp_path / "hf"),
+                     "--preset", "language_perceiver", "--output", out]) == 0
+    converted = keras_perceiver.models.PerceiverTask.from_preset(out)
+    direct = keras_perceiver.convert.from_transformers(str(tmp_path / "hf"))
+    assert type(converted).__name__ == "PerceiverMaskedLM"
+    ids = np.random.default_rng(0).integers(6, 262, (2, 24)).astype("int32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(converted(ids)),
+                               keras.ops.convert_to_numpy(direct(ids)), atol=1e-6)
+    cli.main(["export", "--preset", out, "--output", str(tmp_path / "served")])
+    served = tf.saved_model.load(str(tmp_path / "served" / "1"))
+    filled = served.signatures["serving_default"](text=tf.constant(["ab[MASK]d"]))
+    assert filled["filled_text"].numpy()[0].decode() == converted.fill_mask("ab[MASK]d")
+
+
+def test_console_script_help():
+    script = os.path.join(os.path.dirname(sys.executable), "keras-perceiver")
+    out = subprocess.run([script, "export", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--quantization" in out.stdout and "saved_model" in out.stdout
