@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_perceiver.export.saved_model import check_backend
 from keras_perceiver.export.signatures import _call
 from keras_perceiver.export.signatures import _named_outputs
 
@@ -93,8 +94,7 @@ def export_litert(model, path, quantization=None, representative_data=None):
     >>> keras_perceiver.export.export_litert(model, path) == path
     True
     """
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError("export_litert needs KERAS_BACKEND=tensorflow.")
+    check_backend("export_litert")
     path = os.fspath(path)
     if not path.endswith(".tflite"):
         raise ValueError(f"export_litert: path must end with '.tflite', got {path!r}.")

@@ -11,7 +11,7 @@ from keras_perceiver.export.signatures import serving_signatures
 from keras_perceiver.export.versioning import resolve_version_dir
 
 
-def _check_backend(what):
+def check_backend(what):
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             f"{what} needs the TensorFlow backend (KERAS_BACKEND=tensorflow); "
@@ -62,7 +62,7 @@ def export_saved_model(
     >>> path.endswith("/1")
     True
     """
-    _check_backend("export_saved_model")
+    check_backend("export_saved_model")
     version, path = resolve_version_dir(base_dir, version)
     signatures = serving_signatures(
         model,
