@@ -13,6 +13,11 @@ from keras import ops
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
 from keras_perceiver.layers.utils import validate_activation
+from keras_perceiver.layers.validation import check_divisible
+from keras_perceiver.layers.validation import check_int
+from keras_perceiver.layers.validation import check_rate
+from keras_perceiver.layers.validation import check_same_batch
+from keras_perceiver.layers.validation import check_shape
 
 ACTIVATIONS = ("gelu_tanh", "gelu")
 
@@ -56,6 +61,13 @@ class Attention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_int(self, "num_heads", num_heads)
+        for arg, value in (("qk_channels", qk_channels), ("v_channels", v_channels),
+                           ("output_channels", output_channels)):
+            check_int(self, arg, value, allow_none=True)
+            if arg != "output_channels":
+                check_divisible(self, arg, value, "num_heads", num_heads)
+        check_rate(self, "attention_dropout", attention_dropout)
         self.num_heads = num_heads
         self.qk_channels = qk_channels
         self.v_channels = v_channels
@@ -81,6 +93,7 @@ class Attention(keras.layers.Layer):
                     f"num_heads={self.num_heads}."
                 )
         self._qk, self._v, self._out = qk, v, out
+        self._query_channels, self._kv_channels = query_shape[-1], key_value_shape[-1]
 
         def dense(units, name):
             return keras.layers.Dense(
@@ -113,6 +126,12 @@ class Attention(keras.layers.Layer):
                 f"{self.name}: expected query with {self.query_dense.kernel.shape[0]} "
                 f"channels, received shape {tuple(query.shape)}."
             )
+        check_shape(self, "query", query.shape, (None, None, self._query_channels))
+        check_shape(self, "key_value", key_value.shape, (None, None, self._kv_channels))
+        check_same_batch(self, query=query.shape, key_value=key_value.shape)
+        if attention_mask is not None:
+            check_shape(self, "attention_mask", attention_mask.shape,
+                        (query.shape[0], query.shape[1], key_value.shape[1]))
         q = self._split_heads(self.query_dense(query), self._qk // self.num_heads)
         k = self._split_heads(self.key_dense(key_value), self._qk // self.num_heads)
         v = self._split_heads(self.value_dense(key_value), self._v // self.num_heads)
@@ -121,11 +140,6 @@ class Attention(keras.layers.Layer):
         logits = ops.cast(logits, "float32") / math.sqrt(self._qk // self.num_heads)
         if attention_mask is not None:
             mask = ops.cast(attention_mask, "bool")
-            if len(mask.shape) != 3:
-                raise ValueError(
-                    f"{self.name}: expected attention_mask of shape [batch, "
-                    f"queries, keys], received shape {tuple(mask.shape)}."
-                )
             # Logits are float32 here, so DeepMind's -1e30 is safe under any policy.
             logits = ops.where(mask[:, None, :, :], logits, -1e30)
         weights = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
@@ -183,6 +197,8 @@ class MLP(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         validate_activation(self, activation, ACTIVATIONS)
+        check_int(self, "widening_factor", widening_factor)
+        check_rate(self, "dropout", dropout)
         self.widening_factor = widening_factor
         self.activation = activation
         self.dropout = dropout
@@ -204,6 +220,8 @@ class MLP(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
+        check_shape(self, "inputs", inputs.shape,
+                    (None,) * (len(inputs.shape) - 1) + (self.dense2.units,))
         x = self.dense1(inputs)
         x = keras.activations.gelu(x, approximate=self.activation == "gelu_tanh")
         return self.dropout_layer(self.dense2(x), training=training)

@@ -12,6 +12,11 @@ from keras_perceiver.layers.attention import MLP
 from keras_perceiver.layers.attention import Attention
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import validate_activation
+from keras_perceiver.layers.validation import check_divisible
+from keras_perceiver.layers.validation import check_float
+from keras_perceiver.layers.validation import check_int
+from keras_perceiver.layers.validation import check_rate
+from keras_perceiver.layers.validation import check_shape
 
 SHAPES_FOR_ATTENTION = ("kv", "q")
 
@@ -34,6 +39,14 @@ class _AttentionBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         validate_activation(self, activation, ACTIVATIONS)
+        check_int(self, "num_heads", num_heads)
+        for arg, value in (("qk_channels", qk_channels), ("v_channels", v_channels)):
+            check_int(self, arg, value, allow_none=True)
+            check_divisible(self, arg, value, "num_heads", num_heads)
+        check_int(self, "widening_factor", widening_factor)
+        check_rate(self, "dropout", dropout)
+        check_rate(self, "attention_dropout", attention_dropout)
+        check_float(self, "layer_norm_epsilon", layer_norm_epsilon)
         self.num_heads = num_heads
         self.qk_channels = qk_channels
         self.v_channels = v_channels
@@ -146,9 +159,12 @@ class CrossAttention(_AttentionBlock):
         self.query_layer_norm = self._layer_norm("query_layer_norm", query_shape)
         self.key_value_layer_norm = self._layer_norm("key_value_layer_norm", key_value_shape)
         self._build_attention(query_shape, key_value_shape, qk_channels)
+        self._channels = (query_shape[-1], key_value_shape[-1])
         self.built = True
 
     def call(self, query, key_value, attention_mask=None, training=None):
+        check_shape(self, "query", query.shape, (None, None, self._channels[0]))
+        check_shape(self, "key_value", key_value.shape, (None, None, self._channels[1]))
         attended = self.attention(
             self.query_layer_norm(query),
             self.key_value_layer_norm(key_value),
@@ -186,9 +202,11 @@ class SelfAttention(_AttentionBlock):
         check_rank(self, "inputs", inputs_shape, 3)
         self.layer_norm = self._layer_norm("layer_norm", inputs_shape)
         self._build_attention(inputs_shape, inputs_shape, self.qk_channels)
+        self._channels = inputs_shape[-1]
         self.built = True
 
     def call(self, inputs, attention_mask=None, training=None):
+        check_shape(self, "inputs", inputs.shape, (None, None, self._channels))
         normed = self.layer_norm(inputs)
         attended = self.attention(
             normed, normed, attention_mask=attention_mask, training=training

@@ -13,6 +13,13 @@ from keras_perceiver.layers.utils import check_channels
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
 from keras_perceiver.layers.utils import validate_activation
+from keras_perceiver.layers.validation import check_divisible
+from keras_perceiver.layers.validation import check_float
+from keras_perceiver.layers.validation import check_int
+from keras_perceiver.layers.validation import check_ints
+from keras_perceiver.layers.validation import check_rate
+from keras_perceiver.layers.validation import check_same_batch
+from keras_perceiver.layers.validation import check_shape
 
 POSITION_ENCODING_TYPES = ("trainable", "fourier", "none")
 
@@ -92,8 +99,20 @@ class BasicDecoder(keras.layers.Layer):
         if position_encoding_type == "fourier" and not num_bands:
             raise ValueError(f"{self.__class__.__name__}: Fourier queries need num_bands.")
         validate_activation(self, activation, ACTIVATIONS)
-        if isinstance(output_index_dims, int):
-            output_index_dims = (output_index_dims,)
+        check_int(self, "output_num_channels", output_num_channels)
+        if position_encoding_type != "none" or output_index_dims is not None:
+            output_index_dims = check_ints(self, "output_index_dims", output_index_dims)
+        check_int(self, "num_query_channels", num_query_channels, allow_none=True)
+        check_int(self, "num_bands", num_bands, allow_none=True)
+        check_int(self, "project_pos_dim", project_pos_dim, minimum=-1)
+        check_int(self, "num_heads", num_heads)
+        for arg, value in (("qk_channels", qk_channels), ("v_channels", v_channels)):
+            check_int(self, arg, value, allow_none=True)
+            check_divisible(self, arg, value, "num_heads", num_heads)
+        check_int(self, "widening_factor", widening_factor)
+        check_float(self, "layer_norm_epsilon", layer_norm_epsilon)
+        check_rate(self, "dropout", dropout)
+        check_rate(self, "attention_dropout", attention_dropout)
         self.output_num_channels = output_num_channels
         self.output_index_dims = tuple(output_index_dims) if output_index_dims else None
         self.position_encoding_type = position_encoding_type
@@ -186,6 +205,8 @@ class BasicDecoder(keras.layers.Layer):
             )
             self.final_layer.build(query_shape)
         self._query_channels = query_channels
+        self._latent_channels = latents_shape[-1]
+        self._inputs_channels = None if inputs_shape is None else inputs_shape[-1]
         self.built = True
 
     @property
@@ -206,17 +227,20 @@ class BasicDecoder(keras.layers.Layer):
 
     def call(self, latents, queries=None, inputs=None, query_mask=None,
              indices=None, training=None):
+        check_shape(self, "latents", latents.shape, (None, None, self._latent_channels))
         if queries is None:
+            if self.needs_inputs and inputs is None:
+                raise ValueError(f"{self.name}: this decoder needs `inputs` (or `queries`).")
+            if inputs is not None and self.concat_preprocessed_input:
+                check_shape(self, "inputs", inputs.shape, (None, None, self._inputs_channels))
+                check_same_batch(self, latents=latents.shape, inputs=inputs.shape)
             queries = self.decoder_query(latents, inputs=inputs, indices=indices)
         check_rank(self, "queries", queries.shape, 3)
         check_channels(self, "queries", queries.shape, self._query_channels)
+        check_same_batch(self, latents=latents.shape, queries=queries.shape)
         attention_mask = None
         if query_mask is not None:
-            if len(query_mask.shape) != 2:
-                raise ValueError(
-                    f"{self.name}: expected query_mask of shape [batch, queries], "
-                    f"received shape {tuple(query_mask.shape)}."
-                )
+            check_shape(self, "query_mask", query_mask.shape, queries.shape[:2])
             attention_mask = ops.broadcast_to(
                 ops.cast(query_mask, "bool")[:, :, None],
                 (ops.shape(queries)[0], ops.shape(queries)[1], ops.shape(latents)[1]),
@@ -328,7 +352,7 @@ class ProjectionDecoder(keras.layers.Layer):
 
     def __init__(self, num_classes, kernel_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
-        self.num_classes = num_classes
+        self.num_classes = check_int(self, "num_classes", num_classes)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, latents_shape):
@@ -342,6 +366,7 @@ class ProjectionDecoder(keras.layers.Layer):
         self.built = True
 
     def call(self, latents):
+        check_shape(self, "latents", latents.shape, (None, None, self.projection.kernel.shape[0]))
         return self.projection(ops.mean(latents, axis=1))
 
     def compute_output_shape(self, latents_shape):

@@ -3,10 +3,19 @@
 import keras
 from keras import ops
 
+from keras_perceiver.layers.attention import ACTIVATIONS
+from keras_perceiver.layers.blocks import SHAPES_FOR_ATTENTION
 from keras_perceiver.layers.blocks import CrossAttention
 from keras_perceiver.layers.blocks import SelfAttention
 from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
 from keras_perceiver.layers.utils import check_rank
+from keras_perceiver.layers.utils import validate_activation
+from keras_perceiver.layers.validation import check_float
+from keras_perceiver.layers.validation import check_rate
+from keras_perceiver.layers.validation import check_divisible
+from keras_perceiver.layers.validation import check_int
+from keras_perceiver.layers.validation import check_same_batch
+from keras_perceiver.layers.validation import check_shape
 
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
@@ -68,6 +77,30 @@ class PerceiverEncoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_int(self, "num_latents", num_latents)
+        check_int(self, "num_latent_channels", num_latent_channels)
+        check_int(self, "num_blocks", num_blocks)
+        check_int(self, "num_self_attends_per_block", num_self_attends_per_block, minimum=0)
+        for arg, heads in (("num_cross_attention_heads", num_cross_attention_heads),
+                           ("num_self_attention_heads", num_self_attention_heads)):
+            check_int(self, arg, heads)
+            for name, channels in (("qk_channels", qk_channels), ("v_channels", v_channels)):
+                check_int(self, name, channels, allow_none=True)
+                check_divisible(self, name, channels, arg, heads)
+        check_int(self, "cross_attention_widening_factor", cross_attention_widening_factor)
+        check_int(self, "self_attention_widening_factor", self_attention_widening_factor)
+        check_rate(self, "dropout", dropout)
+        check_rate(self, "attention_dropout", attention_dropout)
+        check_float(self, "layer_norm_epsilon", layer_norm_epsilon)
+        validate_activation(self, activation, ACTIVATIONS)
+        if cross_attention_shape_for_attention not in SHAPES_FOR_ATTENTION:
+            raise ValueError(
+                f"PerceiverEncoder: `cross_attention_shape_for_attention` must be one of "
+                f"{SHAPES_FOR_ATTENTION}, received {cross_attention_shape_for_attention!r}."
+            )
+        if qk_channels is None:
+            check_divisible(self, "num_latent_channels", num_latent_channels,
+                            "num_self_attention_heads", num_self_attention_heads)
         self.num_latents = num_latents
         self.num_latent_channels = num_latent_channels
         self.num_blocks = num_blocks
@@ -112,6 +145,7 @@ class PerceiverEncoder(keras.layers.Layer):
             name="latents",
         )
         self.latents.build()
+        self._inputs_channels = inputs_shape[-1]
         self.cross_attention = CrossAttention(
             num_heads=self.num_cross_attention_heads,
             shape_for_attention=self.cross_attention_shape_for_attention,
@@ -134,14 +168,13 @@ class PerceiverEncoder(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, input_mask=None, training=None):
+        check_shape(self, "inputs", inputs.shape, (None, None, self._inputs_channels))
+        if input_mask is not None:
+            check_shape(self, "input_mask", input_mask.shape, inputs.shape[:2])
+            check_same_batch(self, inputs=inputs.shape, input_mask=input_mask.shape)
         latents = self.latents(inputs)
         attention_mask = None
         if input_mask is not None:
-            if len(input_mask.shape) != 2:
-                raise ValueError(
-                    f"{self.name}: expected input_mask of shape [batch, "
-                    f"{inputs.shape[1]}], received shape {tuple(input_mask.shape)}."
-                )
             key_mask = ops.cast(input_mask, "bool")[:, None, :]
             attention_mask = ops.broadcast_to(
                 key_mask, (ops.shape(inputs)[0], self.num_latents, ops.shape(inputs)[1])

@@ -14,6 +14,9 @@ from keras import ops
 from keras_perceiver.layers.position_encoding import FourierPositionEncoding
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
+from keras_perceiver.layers.validation import check_int
+from keras_perceiver.layers.validation import check_ints
+from keras_perceiver.layers.validation import check_shape
 
 PATCH_SIZE = 3
 
@@ -40,6 +43,7 @@ class FramePatches(keras.layers.Layer):
         self.built = True
 
     def call(self, frames):
+        check_rank(self, "frames", frames.shape, 5)
         frames = ops.cast(frames, self.compute_dtype)
         height, width = ops.shape(frames)[2], ops.shape(frames)[3]
         padded = ops.pad(frames, [(0, 0), (0, 0), (1, 1), (1, 1), (0, 0)])
@@ -88,12 +92,16 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
                  num_frames=2, frame_channels=3, kernel_initializer="variance_scaling",
                  **kwargs):
         super().__init__(**kwargs)
-        self.image_shape = tuple(int(n) for n in image_shape)
-        self.num_channels = num_channels
-        self.num_bands = num_bands
+        self.image_shape = check_ints(self, "image_shape", image_shape)
+        if len(self.image_shape) != 2:
+            raise ValueError(
+                f"{self.name}: `image_shape` must be (height, width), received {image_shape!r}."
+            )
+        self.num_channels = check_int(self, "num_channels", num_channels)
+        self.num_bands = check_int(self, "num_bands", num_bands)
         self.max_resolution = tuple(max_resolution) if max_resolution else None
-        self.num_frames = num_frames
-        self.frame_channels = frame_channels
+        self.num_frames = check_int(self, "num_frames", num_frames)
+        self.frame_channels = check_int(self, "frame_channels", frame_channels)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     @property
@@ -125,6 +133,8 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
         self.built = True
 
     def call(self, frames):
+        check_shape(self, "frames", frames.shape,
+                    (None, self.num_frames) + self.image_shape + (self.frame_channels,))
         patches = self.patches(frames)
         shape = ops.shape(patches)
         tokens = ops.reshape(patches, (shape[0], shape[1] * shape[2], shape[3]))

@@ -16,6 +16,9 @@ from keras_perceiver.layers.position_encoding import FourierPositionEncoding
 from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
+from keras_perceiver.layers.validation import check_float
+from keras_perceiver.layers.validation import check_int
+from keras_perceiver.layers.validation import check_shape
 
 STEM_PADDINGS = ("deepmind", "transformers")
 PREP_TYPES = ("conv", "conv1x1", "pixels", "patches")
@@ -50,6 +53,9 @@ class ConvDownsample(keras.layers.Layer):
                  kernel_initializer="variance_scaling", **kwargs):
         super().__init__(**kwargs)
         _check_choice("ConvDownsample", "padding", padding, STEM_PADDINGS)
+        check_int(self, "num_channels", num_channels)
+        check_float(self, "batchnorm_epsilon", batchnorm_epsilon)
+        check_float(self, "batchnorm_momentum", batchnorm_momentum, 0.0, 1.0, min_inclusive=True)
         self.num_channels = num_channels
         self.padding = padding
         self.use_batchnorm = use_batchnorm
@@ -86,12 +92,14 @@ class ConvDownsample(keras.layers.Layer):
             )
             self.batchnorm.build(shape)
         # After the ReLU every value is >= 0, so SAME's padding can never win the max.
+        self._images_channels = images_shape[-1]
         self.max_pool = keras.layers.MaxPooling2D(
             3, strides=2, padding="same" if same else "valid", dtype=self.dtype_policy
         )
         self.built = True
 
     def call(self, images, training=None):
+        check_shape(self, "images", images.shape, (None, None, None, self._images_channels))
         x = images if self.conv_padding is None else self.conv_padding(images)
         x = self.conv(x)
         if self.batchnorm is not None:
@@ -134,14 +142,18 @@ class SpaceToDepth(keras.layers.Layer):
 
     def __init__(self, spatial_block_size, temporal_block_size=1, **kwargs):
         super().__init__(**kwargs)
-        self.spatial_block_size = spatial_block_size
-        self.temporal_block_size = temporal_block_size
+        self.spatial_block_size = check_int(self, "spatial_block_size", spatial_block_size)
+        self.temporal_block_size = check_int(self, "temporal_block_size", temporal_block_size)
 
     def _blocks(self, rank):
         s, t = self.spatial_block_size, self.temporal_block_size
         return (s, s) if rank == 4 else (t, s, s)
 
     def build(self, inputs_shape):
+        self._check(inputs_shape)
+        self.built = True
+
+    def _check(self, inputs_shape):
         if len(inputs_shape) not in (4, 5):
             raise ValueError(
                 f"{self.name}: expected images [B, H, W, C] or video [B, T, H, W, C], "
@@ -153,9 +165,14 @@ class SpaceToDepth(keras.layers.Layer):
                     f"{self.name}: input dims {tuple(inputs_shape[1:-1])} must be "
                     f"divisible by the blocks {self._blocks(len(inputs_shape))}."
                 )
-        self.built = True
 
     def call(self, inputs):
+        self._check(tuple(inputs.shape))
+        if any(n is None for n in inputs.shape[1:]):
+            raise ValueError(
+                f"{self.name}: needs static dims after the batch, received shape "
+                f"{tuple(inputs.shape)}."
+            )
         rank = len(inputs.shape)
         blocks = self._blocks(rank)
         dims = [inputs.shape[i] for i in range(1, rank - 1)]
@@ -240,6 +257,12 @@ class ImagePreprocessor(keras.layers.Layer):
             )
         if position_encoding_type == "trainable" and not position_channels:
             raise ValueError(f"{name}: a trainable position encoding needs position_channels.")
+        check_int(name, "spatial_downsample", spatial_downsample, allow_none=True)
+        check_int(name, "temporal_downsample", temporal_downsample)
+        check_int(name, "num_channels", num_channels)
+        check_int(name, "num_bands", num_bands)
+        check_int(name, "position_channels", position_channels, allow_none=True)
+        check_int(name, "project_pos_dim", project_pos_dim, minimum=-1)
         self.prep_type = prep_type
         self.spatial_downsample = spatial_downsample
         self.temporal_downsample = temporal_downsample

@@ -20,6 +20,9 @@ from keras_perceiver.layers.image import SpaceToDepth
 from keras_perceiver.layers.position_encoding import FourierPositionEncoding
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
+from keras_perceiver.layers.validation import check_int
+from keras_perceiver.layers.validation import check_same_batch
+from keras_perceiver.layers.validation import check_shape
 
 
 def _check_divisible(layer, name, shape, axis, size, what):
@@ -59,9 +62,9 @@ class VideoPreprocessor(keras.layers.Layer):
     def __init__(self, patch_size=4, temporal_patch_size=1, num_bands=32,
                  max_resolution=None, concat_pos=True, sine_only=False, **kwargs):
         super().__init__(**kwargs)
-        self.patch_size = patch_size
-        self.temporal_patch_size = temporal_patch_size
-        self.num_bands = num_bands
+        self.patch_size = check_int(self, "patch_size", patch_size)
+        self.temporal_patch_size = check_int(self, "temporal_patch_size", temporal_patch_size)
+        self.num_bands = check_int(self, "num_bands", num_bands)
         self.max_resolution = tuple(max_resolution) if max_resolution else None
         self.concat_pos = concat_pos
         self.sine_only = sine_only
@@ -85,6 +88,7 @@ class VideoPreprocessor(keras.layers.Layer):
             name="space_to_depth",
         )
         self.space_to_depth.build(video_shape)
+        self._video_shape = tuple(video_shape[1:])
         self.position_encoding = FourierPositionEncoding(
             self.grid, self.num_bands, max_resolution=self.max_resolution,
             concat_pos=self.concat_pos, sine_only=self.sine_only,
@@ -97,6 +101,7 @@ class VideoPreprocessor(keras.layers.Layer):
         return self.patch_channels + self.position_encoding.num_channels
 
     def call(self, video):
+        check_shape(self, "video", video.shape, (None,) + self._video_shape)
         patches = self.space_to_depth(video)
         x = ops.reshape(patches, (-1, math.prod(self.grid), self.patch_channels))
         pos = self.position_encoding(x)
@@ -137,8 +142,8 @@ class AudioPreprocessor(keras.layers.Layer):
     def __init__(self, samples_per_patch=16, num_bands=192, max_resolution=None,
                  concat_pos=True, sine_only=False, **kwargs):
         super().__init__(**kwargs)
-        self.samples_per_patch = samples_per_patch
-        self.num_bands = num_bands
+        self.samples_per_patch = check_int(self, "samples_per_patch", samples_per_patch)
+        self.num_bands = check_int(self, "num_bands", num_bands)
         self.max_resolution = tuple(max_resolution) if max_resolution else None
         self.concat_pos = concat_pos
         self.sine_only = sine_only
@@ -153,6 +158,7 @@ class AudioPreprocessor(keras.layers.Layer):
                 f"received shape {tuple(audio_shape)}."
             )
         self.num_patches = samples // self.samples_per_patch
+        self._audio_shape = tuple(audio_shape[1:])
         self.position_encoding = FourierPositionEncoding(
             (self.num_patches,), self.num_bands, max_resolution=self.max_resolution,
             concat_pos=self.concat_pos, sine_only=self.sine_only,
@@ -165,6 +171,7 @@ class AudioPreprocessor(keras.layers.Layer):
         return self.samples_per_patch + self.position_encoding.num_channels
 
     def call(self, audio):
+        check_shape(self, "audio", audio.shape, (None,) + self._audio_shape)
         x = ops.reshape(audio, (-1, self.num_patches, self.samples_per_patch))
         pos = self.position_encoding(x)
         return ops.concatenate([x, ops.cast(pos, x.dtype)], axis=-1)
@@ -196,9 +203,11 @@ class OneHotPreprocessor(keras.layers.Layer):
 
     def build(self, labels_shape):
         check_rank(self, "labels", labels_shape, 2)
+        self._num_classes = labels_shape[1]
         self.built = True
 
     def call(self, labels):
+        check_shape(self, "labels", labels.shape, (None, self._num_classes))
         return ops.expand_dims(labels, axis=1)
 
     def compute_output_shape(self, labels_shape):
@@ -235,7 +244,7 @@ class MultimodalPadding(keras.layers.Layer):
     def __init__(self, min_padding_size=2, mask_probs=None, initializer=None,
                  seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.min_padding_size = min_padding_size
+        self.min_padding_size = check_int(self, "min_padding_size", min_padding_size, minimum=0)
         self.mask_probs = dict(mask_probs) if mask_probs else None
         for modality, prob in (self.mask_probs or {}).items():
             if not 0.0 <= float(prob) <= 1.0:
@@ -300,6 +309,10 @@ class MultimodalPadding(keras.layers.Layer):
                 f"{self.name}: expected modalities {sorted(self.modality_channels)}, "
                 f"received {sorted(inputs)}."
             )
+        for modality in sorted(inputs):
+            check_shape(self, modality, inputs[modality].shape,
+                        (None, None, self.modality_channels[modality]))
+        check_same_batch(self, **{m: inputs[m].shape for m in inputs})
         padded = []
         for modality in sorted(inputs):
             x = inputs[modality]
@@ -350,7 +363,7 @@ class AudioPostprocessor(keras.layers.Layer):
 
     def __init__(self, samples_per_patch=16, kernel_initializer="variance_scaling", **kwargs):
         super().__init__(**kwargs)
-        self.samples_per_patch = samples_per_patch
+        self.samples_per_patch = check_int(self, "samples_per_patch", samples_per_patch)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, inputs_shape):
@@ -364,6 +377,7 @@ class AudioPostprocessor(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
+        check_shape(self, "inputs", inputs.shape, (None, None, self.projection.kernel.shape[0]))
         samples = self.projection(inputs)
         if inputs.shape[1] is not None:
             return ops.reshape(samples, (-1, inputs.shape[1] * self.samples_per_patch, 1))

@@ -15,6 +15,29 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_perceiver.layers.validation import check_index_range
+from keras_perceiver.layers.validation import check_int
+from keras_perceiver.layers.validation import check_integer_dtype
+from keras_perceiver.layers.validation import check_ints
+from keras_perceiver.layers.validation import check_same_batch
+from keras_perceiver.layers.validation import should_check_values
+
+
+def _check_indices(layer, inputs, indices, num_positions, training):
+    """`indices` `[n]` or `[B, n]` integer flat positions in `[0, num_positions)`."""
+    if indices is None:
+        return
+    check_integer_dtype(layer, "indices", indices)
+    if len(indices.shape) not in (1, 2):
+        raise ValueError(
+            f"{layer.__class__.__name__} {layer.name!r}: expected `indices` of shape "
+            f"[n] or [batch, n], received shape {tuple(indices.shape)}."
+        )
+    if len(indices.shape) == 2:
+        check_same_batch(layer, inputs=inputs.shape, indices=indices.shape)
+    if should_check_values(indices, training):
+        check_index_range(layer, "indices", indices, num_positions)
+
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
 class TrainablePositionEncoding(keras.layers.Layer):
@@ -37,8 +60,8 @@ class TrainablePositionEncoding(keras.layers.Layer):
 
     def __init__(self, index_dims, num_channels, initializer=None, **kwargs):
         super().__init__(**kwargs)
-        self.index_dims = tuple(index_dims) if isinstance(index_dims, (list, tuple)) else (index_dims,)
-        self.num_channels = num_channels
+        self.index_dims = check_ints(self, "index_dims", index_dims)
+        self.num_channels = check_int(self, "num_channels", num_channels)
         self.initializer = keras.initializers.get(
             initializer or keras.initializers.TruncatedNormal(stddev=0.02)
         )
@@ -55,7 +78,8 @@ class TrainablePositionEncoding(keras.layers.Layer):
         )
         self.built = True
 
-    def call(self, inputs, indices=None):
+    def call(self, inputs, indices=None, training=None):
+        _check_indices(self, inputs, indices, self.num_positions, training)
         batch = ops.shape(inputs)[0]
         table = ops.convert_to_tensor(self.embeddings)
         if indices is not None:
@@ -113,9 +137,17 @@ class FourierPositionEncoding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.index_dims = tuple(int(n) for n in index_dims)
-        self.num_bands = num_bands
+        self.index_dims = check_ints(self, "index_dims", index_dims)
+        self.num_bands = check_int(self, "num_bands", num_bands)
         self.max_resolution = tuple(max_resolution) if max_resolution else None
+        if self.max_resolution and not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0
+            for r in self.max_resolution
+        ):
+            raise ValueError(
+                f"FourierPositionEncoding: `max_resolution` must hold positive numbers, "
+                f"received {max_resolution!r}."
+            )
         self.concat_pos = concat_pos
         self.sine_only = sine_only
         resolution = self.max_resolution or self.index_dims
@@ -152,7 +184,11 @@ class FourierPositionEncoding(keras.layers.Layer):
             groups.append([p[2] for p in parts_per_dim])
         return [part for group in groups for part in group]
 
-    def call(self, inputs, indices=None):
+    def build(self, inputs_shape=None, indices_shape=None):
+        self.built = True
+
+    def call(self, inputs, indices=None, training=None):
+        _check_indices(self, inputs, indices, math.prod(self.index_dims), training)
         batch = ops.shape(inputs)[0]
         if indices is None:
             table = self._full_grid_tensor()

@@ -5,6 +5,11 @@ from keras import ops
 
 from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
 from keras_perceiver.layers.utils import check_rank
+from keras_perceiver.layers.validation import check_index_range
+from keras_perceiver.layers.validation import check_int
+from keras_perceiver.layers.validation import check_integer_dtype
+from keras_perceiver.layers.validation import check_shape
+from keras_perceiver.layers.validation import should_check_values
 
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
@@ -27,10 +32,15 @@ class TextPreprocessor(keras.layers.Layer):
     def __init__(self, vocab_size, num_channels, max_length, pad_id=0,
                  embeddings_initializer=None, **kwargs):
         super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-        self.num_channels = num_channels
-        self.max_length = max_length
-        self.pad_id = pad_id
+        self.vocab_size = check_int(self, "vocab_size", vocab_size)
+        self.num_channels = check_int(self, "num_channels", num_channels)
+        self.max_length = check_int(self, "max_length", max_length)
+        self.pad_id = check_int(self, "pad_id", pad_id, minimum=0)
+        if pad_id >= vocab_size:
+            raise ValueError(
+                f"{self.name}: `pad_id` must be in [0, vocab_size={vocab_size}), "
+                f"received {pad_id}."
+            )
         self.embeddings_initializer = keras.initializers.get(
             embeddings_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
         )
@@ -55,7 +65,16 @@ class TextPreprocessor(keras.layers.Layer):
         self.position_embedding.build()
         self.built = True
 
-    def call(self, token_ids):
+    def call(self, token_ids, training=None):
+        check_integer_dtype(self, "token_ids", token_ids)
+        check_shape(self, "token_ids", token_ids.shape, (None, None))
+        if token_ids.shape[1] is not None and token_ids.shape[1] > self.max_length:
+            raise ValueError(
+                f"{self.name}: expected token_ids of length <= {self.max_length}, "
+                f"received shape {tuple(token_ids.shape)}."
+            )
+        if should_check_values(token_ids, training):
+            check_index_range(self, "token_ids", token_ids, self.vocab_size)
         length = ops.shape(token_ids)[1]
         positions = ops.convert_to_tensor(self.position_embedding.embeddings)[:length]
         return self.token_embedding(token_ids) + ops.cast(positions, self.compute_dtype)[None]
@@ -99,13 +118,14 @@ class EmbeddingDecoder(keras.layers.Layer):
 
     def __init__(self, vocab_size, **kwargs):
         super().__init__(**kwargs)
-        self.vocab_size = vocab_size
+        self.vocab_size = check_int(self, "vocab_size", vocab_size)
 
     def build(self, hidden_shape, embeddings_shape=None):
         self.bias = self.add_weight(name="bias", shape=(self.vocab_size,), initializer="zeros")
         self.built = True
 
     def call(self, hidden, embeddings):
+        check_shape(self, "embeddings", embeddings.shape, (self.vocab_size, hidden.shape[-1]))
         embeddings = ops.cast(embeddings, self.compute_dtype)
         return ops.matmul(hidden, ops.transpose(embeddings)) + ops.cast(self.bias, self.compute_dtype)
 
