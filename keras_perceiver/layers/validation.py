@@ -16,6 +16,7 @@ them in eager calls and `predict` (`check_finite`).
 """
 
 import difflib
+import inspect
 import numbers
 
 import keras
@@ -32,7 +33,7 @@ def _owner(owner):
     return name or owner.__class__.__name__
 
 
-def _is_int(value):
+def is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -40,7 +41,7 @@ def check_int(owner, name, value, minimum=1, allow_none=False):
     """`value` is an int >= `minimum` (or None when `allow_none`)."""
     if value is None and allow_none:
         return value
-    if not _is_int(value) or value < minimum:
+    if not is_int(value) or value < minimum:
         allowed = f"an integer >= {minimum}" + (" or None" if allow_none else "")
         raise ValueError(f"{_owner(owner)}: `{name}` must be {allowed}, received {value!r}.")
     return int(value)
@@ -77,7 +78,7 @@ def check_rate(owner, name, value):
 def check_ints(owner, name, values, minimum=1):
     """A tuple of ints >= `minimum` (an int is one entry)."""
     items = values if isinstance(values, (list, tuple)) else (values,)
-    if not items or not all(_is_int(v) and v >= minimum for v in items):
+    if not items or not all(is_int(v) and v >= minimum for v in items):
         raise ValueError(
             f"{_owner(owner)}: `{name}` must be a non-empty tuple of integers >= "
             f"{minimum}, received {values!r}."
@@ -94,8 +95,10 @@ def check_divisible(owner, name, value, heads_name, heads):
         )
 
 
-def check_model_kwargs(cls_name, kwargs, known=()):
-    """Rejects keyword arguments that are neither `known` nor `MODEL_KWARGS`."""
+def check_model_kwargs(cls, kwargs):
+    """Rejects keyword arguments that are neither `cls`'s own nor `MODEL_KWARGS`."""
+    cls_name = cls.__name__
+    known = [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "kwargs")]
     unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
     if not unknown:
         return
@@ -235,3 +238,18 @@ def check_finite(owner, name, x):
             f"{_owner(owner)}: expected finite `{name}` values, received {bad} "
             f"at {int((~np.isfinite(values)).sum())} position(s)."
         )
+
+
+def check_arguments(owner, args, ints=(), non_negative_ints=(), optional_ints=(),
+                    rates=(), positive_floats=()):
+    """Checks a task model's constructor arguments by kind, naming each."""
+    for name in ints:
+        check_int(owner, name, args[name])
+    for name in non_negative_ints:
+        check_int(owner, name, args[name], minimum=0)
+    for name in optional_ints:
+        check_int(owner, name, args[name], allow_none=True)
+    for name in rates:
+        check_rate(owner, name, args[name])
+    for name in positive_floats:
+        check_float(owner, name, args[name])

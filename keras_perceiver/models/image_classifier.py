@@ -2,11 +2,13 @@
 
 import keras
 
+from keras_perceiver.layers import validation
 from keras_perceiver.layers.attention import ACTIVATIONS
 from keras_perceiver.layers.decoders import ClassificationDecoder
 from keras_perceiver.layers.encoder import PerceiverEncoder
 from keras_perceiver.layers.image import STEM_PADDINGS
 from keras_perceiver.layers.image import ImagePreprocessor
+from keras_perceiver.models.input_checks import CheckedInputs
 from keras_perceiver.models.task import PerceiverTask
 
 PREP_TYPES = ("learned", "fourier", "conv")
@@ -19,7 +21,7 @@ _IMAGENET = dict(
 
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
-class PerceiverImageClassifier(PerceiverTask):
+class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
     """Perceiver IO image classifier: `images [B, H, W, C]` -> logits `[B, num_classes]`.
 
     Images are float and already normalised (ImageNet: mean
@@ -117,6 +119,15 @@ class PerceiverImageClassifier(PerceiverTask):
         **kwargs,
     ):
         cls = "PerceiverImageClassifier"
+        validation.check_model_kwargs(type(self), kwargs)
+        validation.check_arguments(cls, locals(), ints=(
+            "num_classes", "num_bands", "position_channels", "num_latents", "d_latents",
+            "num_blocks", "num_cross_attention_heads", "num_self_attention_heads",
+            "cross_attention_widening_factor", "self_attention_widening_factor",
+        ), non_negative_ints=("num_self_attends_per_block",), optional_ints=(
+            "prep_channels", "qk_channels", "v_channels", "num_query_channels",
+        ), rates=("dropout", "attention_dropout"))
+        validation.check_int(cls, "project_pos_dim", project_pos_dim, minimum=-1)
         if prep_type not in PREP_TYPES:
             raise ValueError(f"{cls}: prep_type must be one of {PREP_TYPES}, received {prep_type!r}.")
         if stem_padding not in STEM_PADDINGS:
@@ -191,6 +202,9 @@ class PerceiverImageClassifier(PerceiverTask):
         self.activation = activation
         self.dropout = dropout
         self.attention_dropout = attention_dropout
+
+    def input_checks(self):
+        return {"images": {"kind": "float", "hint": " holding normalised images (not raw uint8)"}}
 
     @property
     def num_tokens(self):

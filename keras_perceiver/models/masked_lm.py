@@ -4,10 +4,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_perceiver.layers import validation
 from keras_perceiver.layers.decoders import BasicDecoder
 from keras_perceiver.layers.encoder import PerceiverEncoder
 from keras_perceiver.layers.text import EmbeddingDecoder
 from keras_perceiver.layers.text import TextPreprocessor
+from keras_perceiver.models.input_checks import CheckedInputs
 from keras_perceiver.models.task import PerceiverTask
 
 LANGUAGE_PERCEIVER = dict(
@@ -73,6 +75,28 @@ class PadToLength(keras.layers.Layer):
         return config
 
 
+TEXT_INTS = (
+    "vocab_size", "max_length", "d_model", "num_latents", "d_latents", "num_blocks",
+    "num_self_attention_heads", "num_cross_attention_heads",
+    "cross_attention_widening_factor", "self_attention_widening_factor",
+)
+
+
+def check_text_arguments(cls, args, kwargs):
+    """Checks the text tasks' shared arguments and rejects unknown ones."""
+    validation.check_model_kwargs(cls, kwargs)
+    validation.check_arguments(
+        cls.__name__, args, ints=TEXT_INTS, non_negative_ints=("num_self_attends_per_block", "pad_id"),
+        optional_ints=("qk_channels", "v_channels"), rates=("dropout", "attention_dropout"),
+        positive_floats=("layer_norm_epsilon",),
+    )
+    if args["pad_id"] >= args["vocab_size"]:
+        raise ValueError(
+            f"{cls.__name__}: `pad_id` must be in [0, vocab_size={args['vocab_size']}), "
+            f"received {args['pad_id']}."
+        )
+
+
 def build_text_encoder(model_args):
     """The text preprocessor and Perceiver encoder shared by the text tasks."""
     a = model_args
@@ -102,8 +126,29 @@ def build_text_encoder(model_args):
     return preprocessor, encoder
 
 
+def _check_spans(owner, texts, spans):
+    """One span list (or None) per text; spans `(start, end)`, 0 <= start < end <= len."""
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{owner}: expected text as str, received {type(t).__name__} at {i}.")
+    if len(spans) != len(texts):
+        raise ValueError(
+            f"{owner}: expected one masked_spans list per text ({len(texts)} texts), "
+            f"received {len(spans)} span lists."
+        )
+    for i, (t, row) in enumerate(zip(texts, spans)):
+        for span in row or ():
+            ok = isinstance(span, (list, tuple)) and len(span) == 2 and all(
+                validation.is_int(v) for v in span)
+            if not ok or not 0 <= span[0] < span[1] <= len(t):
+                raise ValueError(
+                    f"{owner}: expected spans (start, end) of ints with 0 <= start < end "
+                    f"<= {len(t)} (the length of text {i}), received {span!r}."
+                )
+
+
 @keras.saving.register_keras_serializable(package="keras_perceiver")
-class PerceiverMaskedLM(PerceiverTask):
+class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
     """Perceiver IO masked language model on UTF-8 bytes.
 
     `token_ids` `[B, L]` (int32, `L <= max_length`, PAD=0 marks padding) are
@@ -188,6 +233,10 @@ class PerceiverMaskedLM(PerceiverTask):
         **kwargs,
     ):
         args = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
+        check_text_arguments(type(self), args, kwargs)
+        validation.check_arguments(
+            type(self).__name__, args, ints=("decoder_num_heads", "decoder_widening_factor"),
+            optional_ints=("decoder_qk_channels", "decoder_v_channels"))
         preprocessor, encoder = build_text_encoder(args)
         decoder = BasicDecoder(
             output_num_channels=d_model,
@@ -226,6 +275,9 @@ class PerceiverMaskedLM(PerceiverTask):
     def get_config(self):
         return {"name": self.name, **self._args}
 
+    def input_checks(self):
+        return {"token_ids": {"kind": "ids", "high": self._args["vocab_size"]}}
+
     def fill_mask(self, text, mask_placeholder="[MASK]", masked_spans=None,
                   add_special_tokens=False):
         """Completes masked text with the model's argmax bytes.
@@ -262,6 +314,9 @@ class PerceiverMaskedLM(PerceiverTask):
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         spans = [masked_spans] if single else (masked_spans or [None] * len(texts))
+        _check_spans(f"{self.name}.fill_mask", texts, spans)
+        if not texts:
+            return []
         rows = []
         for t, row_spans in zip(texts, spans):
             if row_spans:

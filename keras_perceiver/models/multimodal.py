@@ -7,6 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_perceiver.layers import validation
 from keras_perceiver.layers.decoders import BasicDecoder
 from keras_perceiver.layers.encoder import PerceiverEncoder
 from keras_perceiver.layers.multimodal import AudioPostprocessor
@@ -16,6 +17,7 @@ from keras_perceiver.layers.multimodal import OneHotPreprocessor
 from keras_perceiver.layers.multimodal import VideoPreprocessor
 from keras_perceiver.layers.position_encoding import FourierPositionEncoding
 from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
+from keras_perceiver.models.input_checks import CheckedInputs
 from keras_perceiver.models.task import PerceiverTask
 
 MODALITIES = ("audio", "image", "label")
@@ -66,7 +68,7 @@ def _full_outputs(parts, outputs):
 
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
-class PerceiverMultimodalAutoencoder(PerceiverTask):
+class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
     """Perceiver IO autoencoding video, audio and a class label together.
 
     Inputs `{"image": [B, T, H, W, C], "audio": [B, S, 1], "label": [B, K]}`
@@ -183,7 +185,26 @@ class PerceiverMultimodalAutoencoder(PerceiverTask):
         num_subsampled_points=None,
         **kwargs,
     ):
-        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        cls = "PerceiverMultimodalAutoencoder"
+        validation.check_model_kwargs(type(self), kwargs)
+        validation.check_arguments(cls, locals(), ints=(
+            "num_frames", "image_channels", "patch_size", "temporal_patch_size",
+            "image_num_bands", "audio_samples", "samples_per_patch", "audio_num_bands",
+            "num_classes", "num_latents", "num_latent_channels", "num_blocks",
+            "num_cross_attention_heads", "num_self_attention_heads",
+            "cross_attention_widening_factor", "self_attention_widening_factor",
+            "label_query_channels", "decoder_num_heads", "decoder_widening_factor",
+            "decoder_channels",
+        ), non_negative_ints=(
+            "num_self_attends_per_block", "input_min_padding_size", "query_min_padding_size",
+        ), optional_ints=("qk_channels", "v_channels", "decoder_qk_channels",
+                          "decoder_v_channels"))
+        image_dims = validation.check_ints(cls, "image_size", (
+            (image_size, image_size) if isinstance(image_size, int) else image_size))
+        if len(image_dims) != 2:
+            raise ValueError(f"{cls}: `image_size` must be an int or (height, width), "
+                             f"received {image_size!r}.")
+        height, width = image_dims
         if audio_samples % samples_per_patch:
             raise ValueError(
                 f"PerceiverMultimodalAutoencoder: audio_samples={audio_samples} must "
@@ -194,6 +215,9 @@ class PerceiverMultimodalAutoencoder(PerceiverTask):
                 "PerceiverMultimodalAutoencoder: num_subsampled_points must have "
                 f"the keys ['audio', 'image'], received {sorted(num_subsampled_points)}."
             )
+        for modality in sorted(num_subsampled_points or {}):
+            validation.check_int(cls, f"num_subsampled_points[{modality!r}]",
+                                 num_subsampled_points[modality])
         # Built before the model (torch Modules cannot be attributes yet), set after.
         parts = types.SimpleNamespace()
         parts.video_shape = (num_frames, height, width, image_channels)
@@ -301,6 +325,15 @@ class PerceiverMultimodalAutoencoder(PerceiverTask):
         self.num_subsampled_points = (
             dict(num_subsampled_points) if num_subsampled_points else None)
 
+    def input_checks(self):
+        return {
+            "image": {"kind": "float", "hint": " holding video scaled to [0, 1]"},
+            "audio": {"kind": "float"},
+            "label": {"kind": "one_hot"},
+            "image_points": {"kind": "ids", "high": math.prod(self.video_shape[:3])},
+            "audio_points": {"kind": "ids", "high": self.num_audio_patches},
+        }
+
     # --- eager helpers ---
 
     def _check_inputs(self, inputs):
@@ -324,6 +357,7 @@ class PerceiverMultimodalAutoencoder(PerceiverTask):
     def encode(self, inputs, training=False):
         """The latents `[B, num_latents, num_latent_channels]` of `inputs`."""
         self._check_inputs(inputs)
+        self.check_input_values({k: inputs[k] for k in MODALITIES}, training)
         return _encode(self, {k: inputs[k] for k in MODALITIES}, training=training)
 
     def _points(self, subsampled_points, modality, count):
@@ -369,7 +403,7 @@ class PerceiverMultimodalAutoencoder(PerceiverTask):
         """
         self._check_inputs(inputs)
         num_pixels = math.prod(self.video_shape[:3])
-        if not 1 <= num_chunks <= min(num_pixels, self.num_audio_patches):
+        if not validation.is_int(num_chunks) or not 1 <= num_chunks <= min(num_pixels, self.num_audio_patches):
             raise ValueError(
                 f"{self.name}: num_chunks must be in [1, "
                 f"{min(num_pixels, self.num_audio_patches)}], received {num_chunks}."

@@ -6,9 +6,11 @@ import itertools
 import keras
 import numpy as np
 
+from keras_perceiver.layers import validation
 from keras_perceiver.layers.decoders import BasicDecoder
 from keras_perceiver.layers.encoder import PerceiverEncoder
 from keras_perceiver.layers.flow import OpticalFlowPreprocessor
+from keras_perceiver.models.input_checks import CheckedInputs
 from keras_perceiver.models.task import PerceiverTask
 
 TRAIN_SIZE = (368, 496)
@@ -30,6 +32,7 @@ def tile_origins(image_size, tile_size=TRAIN_SIZE, min_overlap=20):
     >>> keras_perceiver.models.optical_flow.tile_origins((436, 1024))
     [(0, 0), (0, 476), (0, 528), (68, 0), (68, 476), (68, 528)]
     """
+    validation.check_int("tile_origins", "min_overlap", min_overlap, minimum=0)
     if min_overlap >= tile_size[0] or min_overlap >= tile_size[1]:
         raise ValueError(
             f"tile_origins: min_overlap must be less than the tile size "
@@ -66,7 +69,7 @@ def blending_weights(tile_size=TRAIN_SIZE):
 
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
-class PerceiverOpticalFlow(PerceiverTask):
+class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
     """Perceiver IO for optical flow (the paper's Sintel/KITTI model).
 
     Input `frames` `[B, 2, H, W, 3]`, two RGB frames scaled to [-1, 1]
@@ -150,6 +153,17 @@ class PerceiverOpticalFlow(PerceiverTask):
         dropout=0.0,
         **kwargs,
     ):
+        validation.check_model_kwargs(type(self), kwargs)
+        validation.check_arguments("PerceiverOpticalFlow", locals(), ints=(
+            "num_latents", "num_latent_channels", "num_blocks", "num_self_attention_heads",
+            "num_cross_attention_heads", "cross_attention_widening_factor",
+            "self_attention_widening_factor", "num_patch_channels", "num_bands",
+            "decoder_num_heads",
+        ), non_negative_ints=("num_self_attends_per_block",), optional_ints=(
+            "qk_channels", "v_channels", "decoder_qk_channels", "decoder_v_channels",
+        ), rates=("dropout",), positive_floats=("rescale_factor",))
+        validation.check_float("PerceiverOpticalFlow", "flow_scale_factor", flow_scale_factor,
+                               minimum=None)
         image_shape = tuple(int(n) for n in image_shape)
         if len(image_shape) != 2 or min(image_shape) < 1:
             raise ValueError(
@@ -243,6 +257,10 @@ class PerceiverOpticalFlow(PerceiverTask):
             "activation": self.activation,
             "dropout": self.dropout,
         }
+
+    def input_checks(self):
+        return {"frames": {"kind": "float", "range": (-1.0, 1.0),
+                           "hint": " scaled to [-1, 1] (uint8 / 255 * 2 - 1; or use predict_flow)"}}
 
     def predict_flow(self, frame1, frame2, min_overlap=20):
         """Flow in pixels between two uint8 frames of any size >= `image_shape`.

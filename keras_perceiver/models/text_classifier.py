@@ -5,12 +5,15 @@ import os
 
 import keras
 
+from keras_perceiver.layers import validation
 from keras_perceiver.layers.decoders import BasicDecoder
 from keras_perceiver.layers.utils import dense_initializer
+from keras_perceiver.models.input_checks import CheckedInputs
 from keras_perceiver.models.masked_lm import ENCODER_ARGS
 from keras_perceiver.models.masked_lm import LANGUAGE_PERCEIVER
 from keras_perceiver.models.masked_lm import PerceiverMaskedLM
 from keras_perceiver.models.masked_lm import build_text_encoder
+from keras_perceiver.models.masked_lm import check_text_arguments
 from keras_perceiver.models.task import CONFIG_FILE
 from keras_perceiver.models.task import PerceiverTask
 
@@ -30,7 +33,7 @@ def _check_tasks(tasks):
 
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
-class PerceiverTextClassifier(PerceiverTask):
+class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
     """The language Perceiver's encoder with a classification decoder.
 
     `token_ids` `[B, L]` (int32, `L <= max_length`, PAD=0 masked in the
@@ -110,6 +113,10 @@ class PerceiverTextClassifier(PerceiverTask):
     ):
         tasks = _check_tasks(tasks)
         args = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
+        check_text_arguments(type(self), args, kwargs)
+        validation.check_arguments(
+            type(self).__name__, args, ints=("decoder_num_heads", "decoder_widening_factor"),
+            optional_ints=("num_query_channels", "decoder_qk_channels", "decoder_v_channels"))
         preprocessor, encoder = build_text_encoder(args)
         query_channels = num_query_channels or d_latents
         decoder = BasicDecoder(
@@ -153,6 +160,9 @@ class PerceiverTextClassifier(PerceiverTask):
 
     def get_config(self):
         return {"name": self.name, **self._args}
+
+    def input_checks(self):
+        return {"token_ids": {"kind": "ids", "high": self._args["vocab_size"]}}
 
     @classmethod
     def from_masked_lm(cls, masked_lm, tasks, **overrides):
