@@ -16,6 +16,7 @@ from keras_perceiver.layers.validation import check_divisible
 from keras_perceiver.layers.validation import check_float
 from keras_perceiver.layers.validation import check_int
 from keras_perceiver.layers.validation import check_rate
+from keras_perceiver.layers.validation import check_same_batch
 from keras_perceiver.layers.validation import check_shape
 
 SHAPES_FOR_ATTENTION = ("kv", "q")
@@ -165,6 +166,7 @@ class CrossAttention(_AttentionBlock):
     def call(self, query, key_value, attention_mask=None, training=None):
         check_shape(self, "query", query.shape, (None, None, self._channels[0]))
         check_shape(self, "key_value", key_value.shape, (None, None, self._channels[1]))
+        check_same_batch(self, query=query.shape, key_value=key_value.shape)
         attended = self.attention(
             self.query_layer_norm(query),
             self.key_value_layer_norm(key_value),

@@ -165,6 +165,10 @@ class BytesTokenizer:
             placeholder = _as_bytes(mask_placeholder, "mask_placeholder")
             if not placeholder:
                 raise ValueError("mask_placeholder must be a non-empty string.")
+        if not isinstance(text, (str, bytes)) and not hasattr(text, "__iter__"):
+            raise TypeError(
+                f"text must be str or bytes, or a list of them, got {type(text).__name__}."
+            )
         if isinstance(text, (str, bytes)):
             ids = self._encode_one(text, add_special_tokens, max_length, placeholder)
             if pad and max_length is not None:
