@@ -24,6 +24,7 @@ setup(
             "safetensors",
             "jax[cpu]",
             "scikit-learn",
+            "pillow",  # sklearn's sample photos; transformers' image processor
             "onnx",
             "onnxruntime",
             "tf2onnx",

@@ -23,8 +23,8 @@ def image_preprocessing_options(options=None):
     """Merges user options into `IMAGE_PREPROCESSING_DEFAULTS`, validated.
 
     Keys: `mode` (`"center_crop"`: crop the central square of side
-    `crop_fraction * min(h, w)` then resize to the model's size, as both
-    reference codes evaluate ImageNet; `"resize"`: resize the whole image),
+    `floor(crop_fraction * min(h, w))`, offsets rounded down, then resize to
+    the model's size, as `transformers`' Perceiver image processor; `"resize"`: resize the whole image),
     `crop_fraction`, `mean` and `std` (per channel, in 0..255 units; the
     model sees `(pixel - mean) / std`), `method` (a `tf.image.resize` method).
     """
@@ -133,8 +133,9 @@ def preprocess_images(images, image_shape, options=None, name="images"):
     x = tf.cast(images, tf.float32)
     if options["mode"] == "center_crop":
         hw = tf.shape(x)[1:3]
+        # Truncated, as both reference codes do (int(0.875 * 427) = 373).
         side = tf.cast(
-            tf.round(tf.cast(tf.reduce_min(hw), tf.float64) * options["crop_fraction"]),
+            tf.floor(tf.cast(tf.reduce_min(hw), tf.float64) * options["crop_fraction"]),
             tf.int32,
         )
         side = tf.maximum(side, 1)

@@ -1,8 +1,9 @@
 """Runs SavedModel requests the way TF Serving does, with no keras / keras_perceiver.
 
-Run as a script in a fresh process: `python fresh_serving.py EXPORT_DIR
-REQUESTS.pkl RESPONSES.pkl`. Each request is `{"signature": name, "inputs":
-{input_name: array}}`. For each one it records the outputs (or the error) of
+Run as a script in a fresh process: `python fresh_serving.py REQUESTS.pkl
+RESPONSES.pkl`. Each request is `{"export_dir": dir, "signature": name,
+"inputs": {input_name: array}}` (any number of export directories, each loaded
+once). For each one it records the outputs (or the error) of
 - `session`: `tf.compat.v1.saved_model.loader.load(sess, ["serve"], dir)` and
   `sess.run` of the SignatureDef by its tensor names (TF Serving's path);
 - `function`: `tf.saved_model.load(dir).signatures[name](**inputs)`;
@@ -22,6 +23,16 @@ import tensorflow as tf  # noqa: E402
 
 def _error(error):
     return f"{type(error).__name__}: {error}"
+
+
+def serve_all(requests):
+    responses = [{} for _ in requests]
+    for export_dir in dict.fromkeys(r["export_dir"] for r in requests):
+        indices = [i for i, r in enumerate(requests) if r["export_dir"] == export_dir]
+        got = serve(export_dir, [requests[i] for i in indices])
+        for i, response in zip(indices, got):
+            responses[i] = response
+    return responses
 
 
 def serve(export_dir, requests):
@@ -59,10 +70,10 @@ def serve(export_dir, requests):
 
 
 if __name__ == "__main__":
-    export_dir, request_path, response_path = sys.argv[1:4]
+    request_path, response_path = sys.argv[1:3]
     with open(request_path, "rb") as f:
         requests = pickle.load(f)
-    responses = serve(export_dir, requests)
+    responses = serve_all(requests)
     with open(response_path, "wb") as f:
         pickle.dump(responses, f)
     np.asarray(0)  # numpy imported for unpickling the arrays

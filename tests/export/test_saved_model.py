@@ -14,7 +14,10 @@ from keras_perceiver.tokenizers import BytesTokenizer
 
 import serving  # tests/export/serving.py
 
-DIGITS_PREP = {"mode": "resize", "mean": 120.0, "std": 120.0}
+# Per-channel mean/std that differ, so a swapped channel order shows; a 0.8 crop
+# that lands on the model's 8x8 for 10x16 and 11x13 requests (no resize).
+IMAGE_PREP = {"mode": "center_crop", "crop_fraction": 0.8,
+              "mean": (90.0, 120.0, 150.0), "std": (30.0, 60.0, 90.0)}
 
 
 def _np(x):
@@ -34,18 +37,127 @@ def _close(response, name, expected, atol=1e-5):
         np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
 
 
+def _crop_and_normalise(images):
+    """NumPy reference of IMAGE_PREP: side int(0.8 * min(h, w)), offsets rounded down."""
+    h, w = images.shape[1:3]
+    side = int(0.8 * min(h, w))
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = images[:, top : top + side, left : left + side].astype("float32")
+    return (crop - np.array(IMAGE_PREP["mean"], "float32")) / np.array(IMAGE_PREP["std"], "float32")
+
+
+def _rng_images(rng, shape):
+    return rng.integers(0, 256, shape).astype("uint8")
+
+
 @pytest.fixture(scope="module")
-def image_classifier():
+def models():
     keras.utils.set_random_seed(1)
-    return keras_perceiver.models.PerceiverImageClassifier(
+    x = keras.Input((3,), name="features")
+    generic = keras.Model(x, keras.layers.Dense(2, name="scores")(x))
+    image = keras_perceiver.models.PerceiverImageClassifier(
         num_classes=7, image_shape=(8, 8, 3), num_bands=4, num_latents=8, d_latents=16,
         num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=2)
+    keras.utils.set_random_seed(2)
+    masked_lm = keras_perceiver.models.PerceiverMaskedLM(
+        max_length=24, d_model=8, num_latents=4, d_latents=16,
+        num_self_attends_per_block=1, num_self_attention_heads=2,
+        num_cross_attention_heads=2, qk_channels=8, v_channels=16,
+        decoder_num_heads=2, decoder_qk_channels=8)
+    keras.utils.set_random_seed(3)
+    text = keras_perceiver.models.PerceiverTextClassifier(
+        tasks={"sst2": 2, "mnli": 3}, max_length=32, d_model=8, num_latents=4,
+        d_latents=16, num_self_attends_per_block=1, num_self_attention_heads=2,
+        num_cross_attention_heads=2, qk_channels=8, v_channels=16)
+    keras.utils.set_random_seed(4)
+    flow = keras_perceiver.models.PerceiverOpticalFlow(
+        image_shape=(6, 8), num_latents=4, num_latent_channels=16,
+        num_self_attends_per_block=1, num_self_attention_heads=2,
+        num_patch_channels=8, num_bands=2)
+    keras.utils.set_random_seed(5)
+    multimodal = keras_perceiver.models.PerceiverMultimodalAutoencoder(
+        num_frames=2, image_size=8, audio_samples=32, samples_per_patch=4,
+        num_classes=5, image_num_bands=2, audio_num_bands=3, num_latents=4,
+        num_latent_channels=8, num_self_attends_per_block=1,
+        num_self_attention_heads=2, label_query_channels=6, decoder_channels=8)
+    return {"generic": generic, "image": image, "masked_lm": masked_lm, "text": text,
+            "flow": flow, "multimodal": multimodal}
 
 
 @pytest.fixture(scope="module")
-def image_export(image_classifier, tmp_path_factory):
-    base = tmp_path_factory.mktemp("image")
-    return export.export_saved_model(image_classifier, str(base), image_preprocessing=DIGITS_PREP)
+def exports(models, tmp_path_factory):
+    base = tmp_path_factory.mktemp("exports")
+    options = {"image": {"image_preprocessing": IMAGE_PREP}, "multimodal": {"num_chunks": 3}}
+    return {name: export.export_saved_model(model, str(base / name), **options.get(name, {}))
+            for name, model in models.items()}
+
+
+def _requests():
+    """`{case: [(export name, signature, inputs)]}`, all served by one process."""
+    rng = np.random.default_rng(0)
+    good = np.zeros((2, 8, 8, 3), "uint8")
+    texts = ["Hello [MASK][MASK]rld", "[MASK] caf\u00e9 [MASK]", "no mask at all"]
+    frames = _rng_images(rng, (2, 2, 6, 8, 3))
+    multimodal = {
+        "image": rng.uniform(size=(2, 2, 8, 8, 3)).astype("float32"),
+        "audio": rng.uniform(-1, 1, size=(2, 32, 1)).astype("float32"),
+        "label": np.eye(5, dtype="float32")[[1, 3]],
+    }
+    classifier_texts = ["a fine film", "dull", "\u00fcber gut!"]
+    return {
+        "generic": [("generic", "serving_default",
+                     {"features": rng.normal(size=(5, 3)).astype("float32")})],
+        "image": [
+            ("image", "serving_default", {"images": _rng_images(rng, (3, 10, 16, 3))}),
+            ("image", "serving_default", {"images": _rng_images(rng, (2, 11, 13, 3))}),
+            ("image", "serving_default", {"images": _rng_images(rng, (2, 21, 30, 3))}),
+            ("image", "normalized", {"images": rng.normal(size=(4, 8, 8, 3)).astype("float32")}),
+        ],
+        "image_bad": [
+            ("image", "serving_default", {"images": good[..., 0]}),  # rank 3
+            ("image", "serving_default", {"images": good[..., :1]}),  # 1 channel
+            ("image", "serving_default", {"images": np.zeros((2, 8, 8, 4), "uint8")}),  # RGBA
+            ("image", "serving_default", {}),  # missing
+            ("image", "serving_default", {"pixels": good}),  # unknown name
+            ("image", "serving_default", {"images": good.astype("float32")}),  # wrong dtype
+            ("image", "normalized", {"images": np.zeros((2, 8, 9, 3), "float32")}),  # width
+        ],
+        "masked_lm": [
+            ("masked_lm", "serving_default", {"text": np.array([t.encode() for t in texts])}),
+            ("masked_lm", "token_ids",
+             {"token_ids": BytesTokenizer().encode(texts, pad=True, mask_placeholder="[MASK]")}),
+            ("masked_lm", "serving_default", {"text": np.array([b"x" * 25])}),  # too long
+            ("masked_lm", "token_ids", {"token_ids": np.full((1, 3), 262, "int32")}),  # vocab
+            ("masked_lm", "token_ids", {"token_ids": np.zeros(24, "int32")}),  # rank 1
+        ],
+        "text": [
+            ("text", "serving_default",
+             {"text": np.array([t.encode() for t in classifier_texts])}),
+            ("text", "token_ids", {"token_ids": BytesTokenizer().encode(
+                classifier_texts, add_special_tokens=True, pad=True)}),
+        ],
+        "flow": [
+            ("flow", "serving_default", {"frames": frames}),
+            ("flow", "normalized", {"frames": (frames / 255.0 * 2 - 1).astype("float32")}),
+            ("flow", "serving_default", {"frames": frames[:, :1]}),  # one frame
+            ("flow", "serving_default", {"frames": np.zeros((1, 2, 6, 8, 1), "uint8")}),  # grey
+        ],
+        "multimodal": [
+            ("multimodal", "serving_default", multimodal),
+            ("multimodal", "serving_default", dict(multimodal, audio=multimodal["audio"][:, :16])),
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def served(exports):
+    """One fresh serving process answers every request of this module."""
+    cases = _requests()
+    flat = [(exports[name], signature, inputs)
+            for requests in cases.values() for name, signature, inputs in requests]
+    responses = iter(serving.serve_fresh(flat))
+    return {case: [(inputs, next(responses)) for _, _, inputs in requests]
+            for case, requests in cases.items()}
 
 
 def test_versions_are_never_overwritten(tmp_path):
@@ -65,64 +177,38 @@ def test_versions_are_never_overwritten(tmp_path):
     with pytest.raises(ValueError, match="positive integer"):
         export.export_saved_model(model, base, version=0)
     assert sorted(os.listdir(base)) == ["1", "2", "7", "8"]  # no staging left-overs
-    # The generic signature: the model's input name, dynamic batch.
-    data = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
-    (response,) = serving.serve_fresh(second, [("serving_default", {"features": data})])
-    _close(response, "outputs", _np(model(data)))
 
 
-def test_image_classifier_served_in_fresh_process(image_classifier, image_export):
-    rng = np.random.default_rng(0)
-    small = rng.integers(0, 256, (3, 8, 8, 3)).astype("uint8")
-    large = rng.integers(0, 256, (2, 21, 30, 3)).astype("uint8")
-    normalized = rng.normal(size=(4, 8, 8, 3)).astype("float32")
-    responses = serving.serve_fresh(image_export, [
-        ("serving_default", {"images": small}),
-        ("serving_default", {"images": large}),
-        ("normalized", {"images": normalized}),
-    ])
-    for response, images in zip(responses[:2], (small, large)):
-        # Keras on the same preprocessing (resize to 8x8, (x - 120) / 120).
-        x = export.preprocess_images(images, (8, 8, 3), DIGITS_PREP)
-        logits = _np(image_classifier(x))
+def test_generic_signature_served(models, served):
+    # The model's input name, dynamic batch.
+    ((inputs, response),) = served["generic"]
+    _close(response, "outputs", _np(models["generic"](inputs["features"])))
+
+
+def test_image_classifier_served_in_fresh_process(models, served):
+    model = models["image"]
+    responses = served["image"]
+    # 10x16 and 11x13: the crop is the model's 8x8, so the expectation is NumPy
+    # (crop, per-channel mean/std) and the model, independent of the export code.
+    for inputs, response in responses[:2]:
+        images = inputs["images"]
+        logits = _np(model(_crop_and_normalise(images)))
         _close(response, "logits", logits)
         _close(response, "probabilities", _np(keras.ops.softmax(logits)))
         for top5 in _both(response, "top_5_classes"):
             np.testing.assert_array_equal(top5[:, 0], logits.argmax(-1))
             assert top5.shape == (len(images), 5) and top5.dtype == np.int32
-    # Resizing the small images is a no-op: served == Keras on (x - 120) / 120.
-    _close(responses[0], "logits", _np(image_classifier((small - 120.0) / 120.0)))
-    _close(responses[2], "logits", _np(image_classifier(normalized)))
+    # 21x30: crop 16x16 resized to 8x8; the served graph equals the eager
+    # function (itself checked against transformers in test_preprocessing.py).
+    inputs, response = responses[2]
+    x = export.preprocess_images(inputs["images"], (8, 8, 3), IMAGE_PREP)
+    _close(response, "logits", _np(model(x)))
+    inputs, response = responses[3]
+    _close(response, "logits", _np(model(inputs["images"])))
 
 
-def test_image_center_crop_preprocessing():
-    images = np.arange(2 * 10 * 16 * 3, dtype=np.int64).reshape(2, 10, 16, 3) % 256
-    images = images.astype("uint8")
-    out = export.preprocess_images(images, (8, 8, 3), {"mode": "center_crop", "crop_fraction": 0.8,
-                                                      "mean": 0.0, "std": 1.0})
-    # side = round(10 * 0.8) = 8: the central 8x8 crop, already at size.
-    np.testing.assert_array_equal(out.numpy(), images[:, 1:9, 4:12].astype("float32"))
-    default = export.preprocess_images(images, (8, 8, 3))
-    expected = (images[:, 1:9, 4:12].astype("float32") - np.array(
-        export.preprocessing.IMAGENET_MEAN, "float32")) / np.array(
-        export.preprocessing.IMAGENET_STD, "float32")
-    assert default.shape == (2, 8, 8, 3)
-    assert not np.allclose(default.numpy(), expected)  # 9x9 crop resized, not 8x8
-    with pytest.raises(ValueError, match="unknown option"):
-        export.preprocess_images(images, (8, 8, 3), {"size": 3})
-
-
-def test_bad_requests_name_the_input(image_export):
-    good = np.zeros((2, 8, 8, 3), "uint8")
-    responses = serving.serve_fresh(image_export, [
-        ("serving_default", {"images": good[..., 0]}),  # rank 3
-        ("serving_default", {"images": good[..., :1]}),  # 1 channel
-        ("serving_default", {"images": np.zeros((2, 8, 8, 4), "uint8")}),  # RGBA
-        ("serving_default", {}),  # missing
-        ("serving_default", {"pixels": good}),  # unknown name
-        ("serving_default", {"images": good.astype("float32")}),  # wrong dtype
-        ("normalized", {"images": np.zeros((2, 8, 9, 3), "float32")}),  # wrong width
-    ])
+def test_bad_requests_name_the_input(served):
+    responses = [response for _, response in served["image_bad"]]
     for response in responses[:3] + responses[6:]:
         for key in ("session_error", "function_error", "endpoint_error"):
             assert "input `images` must have shape" in response[key], response
@@ -137,12 +223,12 @@ def test_bad_requests_name_the_input(image_export):
     assert "uint8" in responses[5]["function_error"]
 
 
-def test_saved_model_cli_shows_named_signatures(image_classifier, image_export):
-    described = export.describe_signatures(image_classifier, image_preprocessing=DIGITS_PREP)
+def test_saved_model_cli_shows_named_signatures(models, exports):
+    described = export.describe_signatures(models["image"], image_preprocessing=IMAGE_PREP)
     assert sorted(described) == ["normalized", "serving_default"]
     assert "uint8" in described["serving_default"]
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    out = subprocess.run([cli, "show", "--all", "--dir", image_export],
+    out = subprocess.run([cli, "show", "--all", "--dir", exports["image"]],
                          capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert out.returncode == 0, out.stderr[-2000:]
     for text in ("signature_def['serving_default']", "signature_def['normalized']",
@@ -151,24 +237,11 @@ def test_saved_model_cli_shows_named_signatures(image_classifier, image_export):
         assert text in out.stdout
 
 
-def test_masked_lm_served_text_matches_fill_mask(tmp_path):
-    keras.utils.set_random_seed(2)
-    model = keras_perceiver.models.PerceiverMaskedLM(
-        max_length=24, d_model=8, num_latents=4, d_latents=16,
-        num_self_attends_per_block=1, num_self_attention_heads=2,
-        num_cross_attention_heads=2, qk_channels=8, v_channels=16,
-        decoder_num_heads=2, decoder_qk_channels=8)
-    path = export.export_saved_model(model, str(tmp_path))
-    texts = ["Hello [MASK][MASK]rld", "[MASK] caf\u00e9 [MASK]", "no mask at all"]
+def test_masked_lm_served_text_matches_fill_mask(models, served):
+    model = models["masked_lm"]
+    responses = [response for _, response in served["masked_lm"]]
+    texts = [t.decode() for t in served["masked_lm"][0][0]["text"]]
     ids = BytesTokenizer().encode(texts, max_length=24, pad=True, mask_placeholder="[MASK]")
-    short_ids = BytesTokenizer().encode(texts, pad=True, mask_placeholder="[MASK]")
-    responses = serving.serve_fresh(path, [
-        ("serving_default", {"text": np.array([t.encode() for t in texts])}),
-        ("token_ids", {"token_ids": short_ids}),
-        ("serving_default", {"text": np.array([b"x" * 25])}),  # too long
-        ("token_ids", {"token_ids": np.full((1, 3), 262, "int32")}),  # out of vocabulary
-        ("token_ids", {"token_ids": ids[0]}),  # rank 1
-    ])
     logits = _np(model(ids))
     _close(responses[0], "logits", logits)
     _close(responses[1], "logits", logits)
@@ -179,21 +252,11 @@ def test_masked_lm_served_text_matches_fill_mask(tmp_path):
     assert "input `token_ids` must have shape [?, ?]" in responses[4]["function_error"]
 
 
-def test_text_classifier_served(tmp_path):
-    keras.utils.set_random_seed(3)
-    model = keras_perceiver.models.PerceiverTextClassifier(
-        tasks={"sst2": 2, "mnli": 3}, max_length=32, d_model=8, num_latents=4,
-        d_latents=16, num_self_attends_per_block=1, num_self_attention_heads=2,
-        num_cross_attention_heads=2, qk_channels=8, v_channels=16)
-    path = export.export_saved_model(model, str(tmp_path))
-    texts = ["a fine film", "dull", "\u00fcber gut!"]
-    ids = BytesTokenizer().encode(texts, add_special_tokens=True, pad=True)
-    responses = serving.serve_fresh(path, [
-        ("serving_default", {"text": np.array([t.encode() for t in texts])}),
-        ("token_ids", {"token_ids": ids}),
-    ])
+def test_text_classifier_served(models, served):
+    model = models["text"]
+    ids = served["text"][1][0]["token_ids"]
     expected = {k: _np(v) for k, v in model(ids).items()}
-    for response in responses:
+    for _, response in served["text"]:
         for task, logits in expected.items():
             _close(response, f"{task}_logits", logits)
             _close(response, f"{task}_probabilities", _np(keras.ops.softmax(logits)))
@@ -201,20 +264,10 @@ def test_text_classifier_served(tmp_path):
                 np.testing.assert_array_equal(cls, logits.argmax(-1))
 
 
-def test_optical_flow_served_on_uint8_frames(tmp_path):
-    keras.utils.set_random_seed(4)
-    model = keras_perceiver.models.PerceiverOpticalFlow(
-        image_shape=(6, 8), num_latents=4, num_latent_channels=16,
-        num_self_attends_per_block=1, num_self_attention_heads=2,
-        num_patch_channels=8, num_bands=2)
-    path = export.export_saved_model(model, str(tmp_path))
-    frames = np.random.default_rng(0).integers(0, 256, (2, 2, 6, 8, 3)).astype("uint8")
-    responses = serving.serve_fresh(path, [
-        ("serving_default", {"frames": frames}),
-        ("normalized", {"frames": (frames / 255.0 * 2 - 1).astype("float32")}),
-        ("serving_default", {"frames": frames[:, :1]}),  # one frame
-        ("serving_default", {"frames": np.zeros((1, 2, 6, 8, 1), "uint8")}),  # grey
-    ])
+def test_optical_flow_served_on_uint8_frames(models, served):
+    model = models["flow"]
+    responses = [response for _, response in served["flow"]]
+    frames = served["flow"][0][0]["frames"]
     flow = _np(model(frames.astype("float32") / 255.0 * 2.0 - 1.0))
     assert flow.shape == (2, 6, 8, 2)
     _close(responses[0], "flow", flow)
@@ -223,23 +276,10 @@ def test_optical_flow_served_on_uint8_frames(tmp_path):
         assert "input `frames` must have shape [?, 2, 6, 8, 3]" in response["session_error"]
 
 
-def test_multimodal_served_chunked(tmp_path):
-    keras.utils.set_random_seed(5)
-    model = keras_perceiver.models.PerceiverMultimodalAutoencoder(
-        num_frames=2, image_size=8, audio_samples=32, samples_per_patch=4,
-        num_classes=5, image_num_bands=2, audio_num_bands=3, num_latents=4,
-        num_latent_channels=8, num_self_attends_per_block=1,
-        num_self_attention_heads=2, label_query_channels=6, decoder_channels=8)
-    path = export.export_saved_model(model, str(tmp_path), num_chunks=3)  # uneven chunks
-    rng = np.random.default_rng(0)
-    inputs = {
-        "image": rng.uniform(size=(2, 2, 8, 8, 3)).astype("float32"),
-        "audio": rng.uniform(-1, 1, size=(2, 32, 1)).astype("float32"),
-        "label": np.eye(5, dtype="float32")[[1, 3]],
-    }
-    bad = dict(inputs, audio=inputs["audio"][:, :16])
-    responses = serving.serve_fresh(path, [("serving_default", inputs), ("serving_default", bad)])
-    expected = {k: _np(v) for k, v in model(inputs).items()}
+def test_multimodal_served_chunked(models, served):
+    # Exported with num_chunks=3: uneven chunks.
+    (inputs, response), (_, bad) = served["multimodal"]
+    expected = {k: _np(v) for k, v in models["multimodal"](inputs).items()}
     for name in ("image", "audio", "label"):
-        _close(responses[0], name, expected[name])
-    assert "input `audio` must have shape [?, 32, 1]" in responses[1]["session_error"]
+        _close(response, name, expected[name])
+    assert "input `audio` must have shape [?, 32, 1]" in bad["session_error"]

@@ -48,15 +48,28 @@ def test_flow_is_decoder_output_over_100_times_20(rng):
 
 
 def test_pixel_flow_depends_on_its_own_neighbourhood(rng):
-    """Queries are the per-pixel input tokens: changing one pixel's
-    neighbourhood changes mostly that pixel's query (and all via latents)."""
+    """A pixel's query is its own 3x3 neighbourhood in both frames: with the
+    latents held fixed, changing pixel (3, 4) of frame 0 changes the flow at
+    exactly the 3x3 pixels around it; through the latents, every pixel's."""
     model = small_model()
+    config = model.get_config()
+    scale = config["flow_scale_factor"] / config["rescale_factor"]
     x = frames_for(model, rng, batch=1)
     y = x.copy()
     y[0, 0, 3, 4] += 0.5
-    a = ops.convert_to_numpy(model(x))
-    b = ops.convert_to_numpy(model(y))
-    assert not np.allclose(a, b)
+
+    def flow(latents_from, queries_from):
+        latents = model.encoder(model.preprocessor(latents_from))
+        out = model.decoder(latents, inputs=model.preprocessor(queries_from))
+        return ops.convert_to_numpy(out).reshape(6, 8, 2) * scale
+
+    a, b = ops.convert_to_numpy(model(x))[0], ops.convert_to_numpy(model(y))[0]
+    np.testing.assert_allclose(flow(x, x), a, atol=1e-6)
+    np.testing.assert_allclose(flow(y, y), b, atol=1e-6)
+    neighbourhood = np.zeros((6, 8), bool)
+    neighbourhood[2:5, 3:6] = True
+    np.testing.assert_array_equal(np.abs(flow(x, y) - a).max(-1) > 1e-6, neighbourhood)
+    assert (np.abs(flow(y, x) - a).max(-1) > 1e-6).all()
 
 
 def test_config_round_trip(rng):
