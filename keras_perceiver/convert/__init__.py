@@ -5,8 +5,10 @@ Example:
 """
 
 import importlib
+import inspect
 
 from keras_perceiver.convert.common import ConversionError
+from keras_perceiver.convert.sources import UnsafeCheckpointError
 from keras_perceiver.convert.common import WeightSource
 from keras_perceiver.convert.sources import load_deepmind
 from keras_perceiver.convert.sources import load_transformers
@@ -31,6 +33,35 @@ _DEEPMIND = {
     "optical_flow_perceiver": ("flow", "optical_flow_from_deepmind"),
     "multimodal_perceiver": ("multimodal", "multimodal_from_deepmind"),
 }
+
+
+# preset -> the task class the DeepMind converter builds.
+_DEEPMIND_CLASSES = {
+    "language_perceiver": "PerceiverMaskedLM",
+    "vision_perceiver_learned": "PerceiverImageClassifier",
+    "vision_perceiver_fourier": "PerceiverImageClassifier",
+    "vision_perceiver_conv": "PerceiverImageClassifier",
+    "optical_flow_perceiver": "PerceiverOpticalFlow",
+    "multimodal_perceiver": "PerceiverMultimodalAutoencoder",
+}
+# keras.Model keyword arguments every task model accepts besides its own.
+_MODEL_KWARGS = ("name", "dtype", "trainable")
+
+
+def _check_overrides(preset, overrides):
+    import keras_perceiver.models as models
+
+    cls = getattr(models, _DEEPMIND_CLASSES[preset])
+    parameters = inspect.signature(cls.__init__).parameters
+    allowed = {n for n, p in parameters.items() if n != "self" and p.kind in (
+        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} | set(_MODEL_KWARGS)
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise TypeError(
+            f"from_deepmind: unknown argument(s) {unknown} for {cls.__name__} "
+            f"(preset {preset!r}); expected constructor arguments such as "
+            f"{sorted(allowed)}."
+        )
 
 
 def _function(table, key, what):
@@ -66,8 +97,9 @@ def from_deepmind(checkpoint_path, preset, **overrides):
         **overrides: constructor arguments replacing the preset's (e.g. a
             small configuration in tests).
     """
-    params, state = load_deepmind(checkpoint_path)
     convert = _function(_DEEPMIND, preset, "preset")
+    _check_overrides(preset, overrides)
+    params, state = load_deepmind(checkpoint_path)
     params = WeightSource(params, description=f"DeepMind params {checkpoint_path}")
     state = WeightSource(state, description=f"DeepMind state {checkpoint_path}")
     model = convert(preset, params, state, **overrides)
@@ -76,4 +108,4 @@ def from_deepmind(checkpoint_path, preset, **overrides):
     return model
 
 
-__all__ = ["ConversionError", "from_deepmind", "from_transformers"]
+__all__ = ["ConversionError", "UnsafeCheckpointError", "from_deepmind", "from_transformers"]
