@@ -38,7 +38,14 @@ def is_int(value):
 
 
 def check_int(owner, name, value, minimum=1, allow_none=False):
-    """`value` is an int >= `minimum` (or None when `allow_none`)."""
+    """`value` is an int >= `minimum` (or None when `allow_none`).
+
+    Example:
+    >>> keras_perceiver.layers.validation.check_int("Attention", "num_heads", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Attention: `num_heads` must be an integer >= 1, received 0.
+    """
     if value is None and allow_none:
         return value
     if not is_int(value) or value < minimum:
@@ -58,13 +65,17 @@ def check_float(owner, name, value, minimum=0.0, maximum=None, min_inclusive=Fal
     if ok and maximum is not None:
         ok = value <= maximum if max_inclusive else value < maximum
     if not ok:
-        low = "" if minimum is None else ("[" if min_inclusive else "(") + f"{minimum}"
-        high = "" if maximum is None else f"{maximum}" + ("]" if max_inclusive else ")")
-        interval = f"in {low}, {high}" if minimum is not None and maximum is not None else (
-            f"{'>=' if min_inclusive else '>'} {minimum}" if minimum is not None
-            else f"{'<=' if max_inclusive else '<'} {maximum}")
+        if minimum is not None and maximum is not None:
+            interval = (f" in {'[' if min_inclusive else '('}{minimum}, "
+                        f"{maximum}{']' if max_inclusive else ')'}")
+        elif minimum is not None:
+            interval = f" {'>=' if min_inclusive else '>'} {minimum}"
+        elif maximum is not None:
+            interval = f" {'<=' if max_inclusive else '<'} {maximum}"
+        else:
+            interval = ""
         raise ValueError(
-            f"{_owner(owner)}: `{name}` must be a finite number {interval}, "
+            f"{_owner(owner)}: `{name}` must be a finite number{interval}, "
             f"received {value!r}."
         )
     return value

@@ -23,7 +23,18 @@ def _values(x):
 
 
 class CheckedInputs:
-    """Mixin: `__call__` and `predict` check the inputs named by `input_checks`."""
+    """Mixin: `__call__` and `predict` check the inputs named by `input_checks`.
+
+    Example:
+    >>> import numpy as np
+    >>> model = keras_perceiver.models.PerceiverImageClassifier(
+    ...     num_classes=2, image_shape=(4, 4, 1), num_bands=2, num_latents=2, d_latents=4,
+    ...     num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=1)
+    >>> model(np.zeros((1, 4, 4, 1), "uint8"))
+    Traceback (most recent call last):
+    ...
+    TypeError: ...: expected `images` of a float dtype (float32) ...
+    """
 
     def input_checks(self):
         return {}

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_perceiver.layers import validation
 from keras_perceiver.layers.decoders import BasicDecoder
 
 
@@ -50,6 +51,7 @@ class PerceiverIO(keras.Model):
         padding_mask=False,
         **kwargs,
     ):
+        validation.check_model_kwargs(type(self), kwargs)
         raw = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="inputs")
         inputs = raw
         mask = None

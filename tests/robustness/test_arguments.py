@@ -103,7 +103,7 @@ def test_reconstruct_and_predict_flow_arguments():
 
 # (layer factory, message regex): rejected at construction.
 LAYER_CASES = [
-    (lambda: L.Attention(num_heads=0), r"attention: `num_heads` " + INT.format(1, 0)),
+    (lambda: L.Attention(num_heads=0), r"attention\w*: `num_heads` " + INT.format(1, 0)),
     (lambda: L.Attention(num_heads=3, qk_channels=8), r"qk_channels=8 must be divisible by num_heads=3"),
     (lambda: L.Attention(attention_dropout=-0.1), r"`attention_dropout` must be a finite number in \[0.0, 1.0\)"),
     (lambda: L.MLP(widening_factor=0), r"`widening_factor` " + INT.format(1, 0)),
@@ -140,3 +140,8 @@ LAYER_CASES = [
 def test_layer_rejects_impossible_argument(factory, match):
     with pytest.raises(ValueError, match=match):
         factory()
+
+
+def test_perceiver_io_rejects_unknown_kwargs():
+    with pytest.raises(ValueError, match=r"PerceiverIO: unknown argument\(s\) 'input_dtpye' \(did you mean 'input_dtype'\?\)"):
+        M.PerceiverIO(encoder=None, decoder=None, input_shape=(3,), input_dtpye="int32")

@@ -89,7 +89,7 @@ def _catalogue():
             ("Inf", nan(img, np.inf), ValueError, "finite `images`.*Inf"),
             ("wrong channels", np.zeros((2, 8, 8, 3), "float32"), ValueError,
              r"expected.*8, 8, 1"),
-            ("wrong rank", img[:, :, 0, 0], ValueError, r"expected.*8, 8, 1"),
+            ("wrong rank", img[:, :, 0, 0], ValueError, r"(?i)expected.*8, 8, 1"),
         ]),
         "PerceiverOpticalFlow": (optical_flow, frames, [
             ("uint8 frames", frames.astype("uint8"), TypeError,
