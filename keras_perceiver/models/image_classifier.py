@@ -58,6 +58,10 @@ class PerceiverImageClassifier(PerceiverTask):
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         dropout, attention_dropout: dropout rates.
 
+    `compile()` defaults: `SparseCategoricalCrossentropy(from_logits=True)`
+    on integer labels `[B]`; metrics `accuracy` and (more than 5 classes)
+    `top_5_accuracy`; AdamW at 5e-5 (see `PerceiverTask.compile`).
+
     Example:
     >>> import numpy as np
     >>> model = keras_perceiver.models.PerceiverImageClassifier(
@@ -244,3 +248,12 @@ class PerceiverImageClassifier(PerceiverTask):
             "dropout": self.dropout,
             "attention_dropout": self.attention_dropout,
         }
+
+    def _default_loss(self):
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def _default_metrics(self):
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        if self.num_classes > 5:
+            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top_5_accuracy"))
+        return metrics
