@@ -1,6 +1,6 @@
 """Multimodal adapters: video, audio and label in; padded, concatenated, split.
 
-The Kinetics autoencoder (REFERENCE.md sections 3 and 4) reads three
+The Kinetics autoencoder (docs/architecture.md sections 3 and 4) reads three
 modalities at once. Each is turned into a token array by its own adapter
 (`VideoPreprocessor`, `AudioPreprocessor`, `OneHotPreprocessor`), then
 `MultimodalPadding` pads every token array to a common width with a trainable

@@ -1,4 +1,4 @@
-"""`PerceiverImageClassifier`: the paper's ImageNet models (REFERENCE.md section 4)."""
+"""`PerceiverImageClassifier`: the paper's ImageNet models (docs/architecture.md section 4)."""
 
 import keras
 
