@@ -111,7 +111,6 @@ class PerceiverTask(keras.Model):
             **kwargs: other `keras.Model.compile` arguments.
 
         Example:
-        >>> import numpy as np
         >>> model = keras_perceiver.models.PerceiverImageClassifier(
         ...     num_classes=3, image_shape=(4, 4, 1), num_bands=2, num_latents=4,
         ...     d_latents=8, num_blocks=1, num_self_attends_per_block=1,
