@@ -191,3 +191,7 @@ def test_multimodal_defaults_paper_loss_and_output_names():
     frozen = {v.path for v in model.non_trainable_weights}
     assert frozen == {"input_padding/audio_mask_token", "input_padding/image_mask_token",
                       "input_padding/label_padding"}, frozen
+    # Still saved in the same order (weight files and converters unchanged).
+    assert [v.path.split("/")[1] for v in model.input_padding.weights] == [
+        "audio_padding", "audio_mask_token", "image_padding", "image_mask_token",
+        "label_padding", "label_mask_token"]
