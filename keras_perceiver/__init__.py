@@ -2,6 +2,7 @@
 
 from keras_perceiver import convert
 from keras_perceiver import layers
+from keras_perceiver import losses
 from keras_perceiver import models
 from keras_perceiver import tokenizers
 

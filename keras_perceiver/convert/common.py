@@ -5,7 +5,7 @@ key, checking shapes; `finish()` fails on keys that were never used. The
 `assign_*` helpers map the reference layouts onto our layers:
 
 - transformers (`"torch"` layout): Linear weight `[out, in]` (transposed),
-  LayerNorm `weight`/`bias`, keys as in REFERENCE.md section 7.
+  LayerNorm `weight`/`bias`, keys as in docs/architecture.md section 6.
 - DeepMind Haiku (`"haiku"` layout): Linear `w` `[in, out]`, LayerNorm
   `scale`/`offset`, module paths such as `.../cross_attention/attention/linear`.
 

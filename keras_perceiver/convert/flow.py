@@ -1,6 +1,6 @@
 """Optical flow converters: transformers `PerceiverForOpticalFlow` and DeepMind.
 
-Key layouts (REFERENCE.md section 7):
+Key layouts (docs/architecture.md section 6):
 
 - transformers: `perceiver.input_preprocessor.conv_after_patches` (the 54 ->
   64 patch projection), `perceiver.embeddings.latents`, `perceiver.encoder.*`,

@@ -98,7 +98,7 @@ def multimodal_signatures(model, num_chunks=None, **_):
     return {
         "serving_default": Signature(
             reconstruct,
-            [("image", tf.float32), ("audio", tf.float32), ("label", tf.float32)],
+            [(name, tf.float32, shapes[name]) for name in ("image", "audio", "label")],
             f"image float32 {preprocessing.describe(shapes['image'])} in [0, 1], audio "
             f"float32 {preprocessing.describe(shapes['audio'])} in [-1, 1], label float32 "
             f"{preprocessing.describe(shapes['label'])} one-hot -> image, audio, label "

@@ -7,6 +7,7 @@ import tempfile
 import keras
 
 from keras_perceiver.export.signatures import MASK_PLACEHOLDER
+from keras_perceiver.export.signatures import declare_input_shapes
 from keras_perceiver.export.signatures import serving_signatures
 from keras_perceiver.export.versioning import resolve_version_dir
 
@@ -78,6 +79,7 @@ def export_saved_model(
     staging = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=os.path.dirname(path) or ".")
     try:
         archive.write_out(staging, verbose=False)
+        declare_input_shapes(staging, signatures)
         if os.path.exists(path):  # created concurrently
             raise ValueError(f"export: version directory {path} appeared during export.")
         os.rename(staging, path)

@@ -5,11 +5,18 @@
 for `tf.function(fn, input_signature=specs)`. Raw-input signatures do their
 preprocessing in the graph, so a server needs no Python from this package.
 
-Input specs have an unknown rank on purpose: TF Serving does not check a
-request's shape against the SignatureDef, so every signature validates rank,
-fixed dimensions and channels in the graph (`preprocessing.check_input`),
-with errors naming the input.
+Each input has a declared shape (`-1` for a free axis: `[-1, -1, -1, 3]`
+raw images, `[-1]` strings, `[-1, -1]` token ids, ...), which
+`export_saved_model` writes into the SignatureDef, so `saved_model_cli show`
+and TF Serving's model-metadata API tell clients the shapes. The traced
+functions themselves accept any shape: TF Serving does not check a request's
+shape against the SignatureDef, so every signature validates rank, fixed
+dimensions and channels in the graph (`preprocessing.check_input`), with
+errors naming the input, and every client path (TF Serving, the v1 loader,
+`tf.saved_model.load`) gets those same messages.
 """
+
+import os
 
 import inspect
 
@@ -27,17 +34,20 @@ class Signature:
     Args:
         fn: called with one keyword argument per input name; returns a dict
             of named output tensors.
-        inputs: `[(name, dtype)]` in order.
+        inputs: `[(name, dtype, shape)]` in order; `shape` is the declared
+            shape (`None` for a free axis), validated by `fn` in the graph.
         doc: one line for the README / `describe_signatures`.
     """
 
     def __init__(self, fn, inputs, doc=""):
         self.fn = fn
-        self.inputs = list(inputs)
+        self.inputs = [(name, dtype) for name, dtype, _ in inputs]
+        self.shapes = {name: tuple(shape) for name, _, shape in inputs}
         self.doc = doc
 
     @property
     def input_specs(self):
+        # Unknown rank: the graph validates shapes itself, with clear errors.
         return [tf.TensorSpec(None, dtype, name=name) for name, dtype in self.inputs]
 
     def tf_function(self):
@@ -51,6 +61,46 @@ class Signature:
             [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
         )
         return tf.function(serve, input_signature=self.input_specs, autograph=False)
+
+
+def declare_input_shapes(export_dir, signatures):
+    """Writes each signature's declared input shapes into `saved_model.pb`.
+
+    Only the SignatureDef's `TensorInfo.tensor_shape` changes (what
+    `saved_model_cli` and TF Serving's metadata report); the graph still
+    accepts any shape and validates it. The fingerprint is rewritten to
+    match.
+
+    Args:
+        export_dir: a SavedModel directory (written, not yet published).
+        signatures: `{name: Signature}` as exported.
+    """
+    from tensorflow.core.framework import tensor_shape_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(export_dir, "saved_model.pb")
+    saved = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        saved.ParseFromString(f.read())
+    for meta_graph in saved.meta_graphs:
+        for name, signature in signatures.items():
+            if name not in meta_graph.signature_def:
+                raise ValueError(f"export: signature {name!r} missing from {path}.")
+            infos = meta_graph.signature_def[name].inputs
+            for input_name, shape in signature.shapes.items():
+                infos[input_name].tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
+                    dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=-1 if d is None else int(d))
+                         for d in shape]))
+    with open(path + ".tmp", "wb") as f:
+        f.write(saved.SerializeToString(deterministic=True))
+    os.replace(path + ".tmp", path)
+    fingerprint = os.path.join(export_dir, "fingerprint.pb")
+    if os.path.exists(fingerprint):
+        from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+
+        with open(fingerprint + ".tmp", "wb") as f:
+            f.write(fingerprinting.CreateFingerprintDef(export_dir))
+        os.replace(fingerprint + ".tmp", fingerprint)
 
 
 def _input_names(model):
@@ -84,8 +134,8 @@ def _static_input_shape(model, name):
 
 def generic_signatures(model):
     """`serving_default`: the model's own named inputs -> its named outputs."""
-    inputs = [(t.name, tf.as_dtype(t.dtype)) for t in model.inputs]
-    shapes = {t.name: tuple(t.shape) for t in model.inputs}
+    shapes = {t.name: (None,) + tuple(t.shape)[1:] for t in model.inputs}
+    inputs = [(t.name, tf.as_dtype(t.dtype), shapes[t.name]) for t in model.inputs]
 
     def fn(**tensors):
         checked = {
@@ -139,12 +189,12 @@ def image_classifier_signatures(model, image_preprocessing=None):
     c = image_shape[-1]
     return {
         "serving_default": Signature(
-            raw, [("images", tf.uint8)],
+            raw, [("images", tf.uint8, (None, None, None, c))],
             f"images: uint8 [batch, height, width, {c}] of any size -> "
             "logits, probabilities, top_5_classes",
         ),
         "normalized": Signature(
-            normalized, [("images", tf.float32)],
+            normalized, [("images", tf.float32, (None,) + tuple(image_shape))],
             f"images: float32 {preprocessing.describe((None,) + tuple(image_shape))}, "
             "already normalised -> logits, probabilities, top_5_classes",
         ),
@@ -218,13 +268,13 @@ def masked_lm_signatures(model, mask_placeholder=MASK_PLACEHOLDER, **_):
 
     return {
         "serving_default": Signature(
-            raw, [("text", tf.string)],
+            raw, [("text", tf.string, (None,))],
             f"text: tf.string [batch], UTF-8, each {mask_placeholder!r} one masked "
             f"byte (<= {max_length} bytes) -> logits [batch, {max_length}, "
             f"{vocab_size}], token_ids, filled_text",
         ),
         "token_ids": Signature(
-            token_ids, [("token_ids", tf.int32)],
+            token_ids, [("token_ids", tf.int32, (None, None))],
             f"token_ids: int32 [batch, <= {max_length}] (PAD=0 padding) -> logits",
         ),
     }
@@ -253,12 +303,12 @@ def text_classifier_signatures(model, add_special_tokens=True, **_):
     special = " wrapped as [CLS] ... [SEP]" if add_special_tokens else ""
     return {
         "serving_default": Signature(
-            raw, [("text", tf.string)],
+            raw, [("text", tf.string, (None,))],
             f"text: tf.string [batch], UTF-8{special} -> <task>_logits, "
             "<task>_probabilities, <task>_class for each task",
         ),
         "token_ids": Signature(
-            token_ids, [("token_ids", tf.int32)],
+            token_ids, [("token_ids", tf.int32, (None, None))],
             f"token_ids: int32 [batch, <= {max_length}] -> per-task outputs",
         ),
     }
@@ -284,12 +334,12 @@ def optical_flow_signatures(model, **_):
 
     return {
         "serving_default": Signature(
-            raw, [("frames", tf.uint8)],
+            raw, [("frames", tf.uint8, (None, 2, height, width, 3))],
             f"frames: uint8 [batch, 2, {height}, {width}, 3] -> flow float32 "
             f"[batch, {height}, {width}, 2] in pixels",
         ),
         "normalized": Signature(
-            normalized, [("frames", tf.float32)],
+            normalized, [("frames", tf.float32, (None, 2, height, width, 3))],
             f"frames: float32 [batch, 2, {height}, {width}, 3] in [-1, 1] -> flow",
         ),
     }

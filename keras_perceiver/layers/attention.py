@@ -2,7 +2,7 @@
 
 Everything here uses `keras.ops` only, so it runs on the TensorFlow, JAX and
 PyTorch backends. The formulas follow DeepMind's `perceiver.py`
-(see ../shared/REFERENCE.md section 1).
+(see docs/architecture.md section 1).
 """
 
 import math

@@ -1,6 +1,6 @@
 """Optical flow input adapter: 3x3 patches of two frames + Fourier positions.
 
-Perceiver IO's flow model (REFERENCE.md section 3) describes every pixel by
+Perceiver IO's flow model (docs/architecture.md section 3) describes every pixel by
 the 3x3 neighbourhood around it in both frames: each frame is zero-padded by
 one pixel, cut into 3x3 patches at stride 1 (channels ordered kh, kw, c, as
 TF's `extract_patches` with SAME padding), the two frames' patches are

@@ -3,7 +3,7 @@
 `ImagePreprocessor` turns images `[B, H, W, C]` (or video `[B, T, H, W, C]`)
 into the encoder's input array `[B, M, C']`: a featurisation (`prep_type`)
 followed by a position encoding, concatenated or added (DeepMind's
-`io_processors.ImagePreprocessor`, REFERENCE.md section 3). Everything uses
+`io_processors.ImagePreprocessor`, docs/architecture.md section 3). Everything uses
 `keras.ops` / `keras.layers` only, so it runs on every Keras backend.
 """
 

@@ -1,6 +1,6 @@
 """Multimodal adapters: video, audio and label in; padded, concatenated, split.
 
-The Kinetics autoencoder (REFERENCE.md sections 3 and 4) reads three
+The Kinetics autoencoder (docs/architecture.md sections 3 and 4) reads three
 modalities at once. Each is turned into a token array by its own adapter
 (`VideoPreprocessor`, `AudioPreprocessor`, `OneHotPreprocessor`), then
 `MultimodalPadding` pads every token array to a common width with a trainable
@@ -224,8 +224,11 @@ class MultimodalPadding(keras.layers.Layer):
     `[1, C]` mask token `{m}_mask_token` that replaces each of its tokens
     with probability `mask_probs[m]`. Probabilities 0 and 1 are applied
     always (deterministic, as in both references); other probabilities mask
-    at random only when `training=True`. The modalities are concatenated
-    along the token axis in sorted key order; `split` undoes it.
+    at random only when `training=True`. A mask token with probability 0 and
+    the padding of a modality masked with probability 1 are never used, so
+    they are frozen (not trainable, still in `weights`, in the same order).
+    The modalities are concatenated along the token axis in sorted key
+    order; `split` undoes it.
 
     Args:
         min_padding_size: padding of the widest modality.
@@ -288,7 +291,25 @@ class MultimodalPadding(keras.layers.Layer):
                     shape=(1, self.num_channels),
                     initializer=dense_initializer(self.initializer),
                 )
+        self._freeze_unused()
         self.built = True
+
+    def _freeze_unused(self):
+        # Variables this configuration never uses stay (same weight files and
+        # checkpoint layout) but are frozen, so training does not look for
+        # their gradients: the mask token of a modality masked with
+        # probability 0, and the padding of one masked with probability 1.
+        for modality, prob in (self.mask_probs or {}).items():
+            if float(prob) == 0.0:
+                self.mask_tokens[modality].trainable = False
+            elif float(prob) == 1.0:
+                self.paddings[modality].trainable = False
+
+    @keras.layers.Layer.trainable.setter
+    def trainable(self, value):
+        keras.layers.Layer.trainable.fset(self, value)
+        if getattr(self, "built", False):
+            self._freeze_unused()
 
     def _mask(self, modality, x, training):
         prob = float(self.mask_probs[modality])

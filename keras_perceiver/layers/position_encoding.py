@@ -1,4 +1,4 @@
-"""Position encodings: trainable and Fourier features (REFERENCE.md section 2).
+"""Position encodings: trainable and Fourier features (docs/architecture.md section 2).
 
 Fourier features are separable: the features of a grid point are the
 concatenation of per-dimension features. So each dimension's table (raw

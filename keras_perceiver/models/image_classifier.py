@@ -1,4 +1,4 @@
-"""`PerceiverImageClassifier`: the paper's ImageNet models (REFERENCE.md section 4)."""
+"""`PerceiverImageClassifier`: the paper's ImageNet models (docs/architecture.md section 4)."""
 
 import keras
 
@@ -59,6 +59,10 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         decoder_use_query_residual: DeepMind: off for learned, on otherwise.
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         dropout, attention_dropout: dropout rates.
+
+    `compile()` defaults: `SparseCategoricalCrossentropy(from_logits=True)`
+    on integer labels `[B]`; metrics `accuracy` and (more than 5 classes)
+    `top_5_accuracy`; AdamW at 5e-5 (see `PerceiverTask.compile`).
 
     Example:
     >>> import numpy as np
@@ -258,3 +262,12 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
             "dropout": self.dropout,
             "attention_dropout": self.attention_dropout,
         }
+
+    def _default_loss(self):
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def _default_metrics(self):
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        if self.num_classes > 5:
+            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top_5_accuracy"))
+        return metrics

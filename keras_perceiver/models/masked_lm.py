@@ -182,6 +182,14 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         dropout, attention_dropout, layer_norm_epsilon: as in the layers.
 
+    `compile()` defaults: `SparseCategoricalCrossentropy(from_logits=True)`
+    on the original token ids `[B, max_length]`, and a weighted `accuracy`
+    (`weighted_metrics`), so a `sample_weight` `[B, max_length]` that is 1 at
+    the masked positions and 0 elsewhere limits both the loss and the
+    accuracy to the masked bytes (the loss is the mean over the weighted
+    positions: `sum(w * CE) / sum(w)`); AdamW at 5e-5 (see
+    `PerceiverTask.compile`).
+
     Example:
     >>> import numpy as np
     >>> model = keras_perceiver.models.PerceiverMaskedLM(
@@ -277,6 +285,14 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
 
     def input_checks(self):
         return {"token_ids": {"kind": "ids", "high": self._args["vocab_size"]}}
+
+    def _default_loss(self):
+        # The mean over the weighted (masked) positions, not over all of them.
+        return keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight")
+
+    def _default_weighted_metrics(self):
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def fill_mask(self, text, mask_placeholder="[MASK]", masked_spans=None,
                   add_special_tokens=False):

@@ -123,6 +123,16 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         num_subsampled_points: optional `{"image": n, "audio": m}`, see above.
 
+    `output_names` are the modalities (`["audio", "image", "label"]`).
+    `compile()` defaults: the paper's loss `0.03 * L1(image) + 1 * L1(audio)
+    + 1e-4 * CE(label)`, i.e. per-output `MeanAbsoluteError`,
+    `MeanAbsoluteError` and `CategoricalCrossentropy(from_logits=True)` (on
+    the one-hot label) with `loss_weights={"image": 0.03, "audio": 1.0,
+    "label": 1e-4}`; metrics `mean_squared_error` for image and audio and
+    `accuracy` for the label; AdamW at 5e-5 (see `PerceiverTask.compile`).
+    To autoencode, fit with the targets equal to the inputs:
+    `model.fit(inputs, {k: inputs[k] for k in ("image", "audio", "label")})`.
+
     Example:
     >>> import numpy as np
     >>> model = keras_perceiver.models.PerceiverMultimodalAutoencoder(
@@ -285,6 +295,9 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
                     name=f"{modality}_points")
             outputs = _decode(parts, latents, inputs["audio_points"], inputs["image_points"])
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # Name the outputs after the modalities (Keras would use the names of
+        # the layers that produce them); same order as `self.outputs`.
+        self.output_names = keras.tree.flatten({m: m for m in outputs})
         for key, value in vars(parts).items():
             setattr(self, key, value)
 
@@ -427,3 +440,23 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
 
     def get_config(self):
         return {"name": self.name, **{key: getattr(self, key) for key in _CONFIG_KEYS}}
+
+    # Loss weights of the paper's Kinetics autoencoding objective.
+    LOSS_WEIGHTS = {"image": 0.03, "audio": 1.0, "label": 1e-4}
+
+    def _default_loss(self):
+        return {
+            "image": keras.losses.MeanAbsoluteError(),
+            "audio": keras.losses.MeanAbsoluteError(),
+            "label": keras.losses.CategoricalCrossentropy(from_logits=True),
+        }
+
+    def _default_loss_weights(self):
+        return dict(self.LOSS_WEIGHTS)
+
+    def _default_metrics(self):
+        return {
+            "image": [keras.metrics.MeanSquaredError(name="mean_squared_error")],
+            "audio": [keras.metrics.MeanSquaredError(name="mean_squared_error")],
+            "label": [keras.metrics.CategoricalAccuracy(name="accuracy")],
+        }

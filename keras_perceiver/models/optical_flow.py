@@ -105,6 +105,11 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         dropout: dropout rate of the attention blocks.
 
+    `compile()` defaults: the end-point error in pixels
+    (`keras_perceiver.losses.EndPointError`, targets `[B, H, W, 2]`) as loss
+    and as metric `end_point_error`; AdamW at 5e-5 (see
+    `PerceiverTask.compile`).
+
     Example:
     >>> import numpy as np
     >>> model = keras_perceiver.models.PerceiverOpticalFlow(
@@ -261,6 +266,16 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
     def input_checks(self):
         return {"frames": {"kind": "float", "range": (-1.0, 1.0),
                            "hint": " scaled to [-1, 1] (uint8 / 255 * 2 - 1; or use predict_flow)"}}
+
+    def _default_loss(self):
+        from keras_perceiver.losses import EndPointError
+
+        return EndPointError()
+
+    def _default_metrics(self):
+        from keras_perceiver.losses import EndPointErrorMetric
+
+        return [EndPointErrorMetric()]
 
     def predict_flow(self, frame1, frame2, min_overlap=20):
         """Flow in pixels between two uint8 frames of any size >= `image_shape`.

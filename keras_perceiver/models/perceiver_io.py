@@ -4,6 +4,10 @@ import keras
 
 from keras_perceiver.layers import validation
 from keras_perceiver.layers.decoders import BasicDecoder
+from keras_perceiver.layers.utils import dense_initializer
+
+# Encoder inputs narrower than this are projected by `input_projection="auto"`.
+MIN_INPUT_CHANNELS = 16
 
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
@@ -16,6 +20,15 @@ class PerceiverIO(keras.Model):
     `PerceiverEncoder` reads it into latents, the decoder writes the output
     from its queries, and `output_adapter` post-processes it.
 
+    Defaults worth knowing: the encoder's cross-attention works at the width
+    `C` of its input (its `qk_channels` and `v_channels` default to `C`, and
+    it LayerNorms over `C`), so a narrow input (e.g. 2-D points, `C = 2`)
+    would give a 2-channel attention that learns poorly. With
+    `input_projection="auto"` (the default) an input narrower than 16
+    channels is first projected by a `Dense` (`input_projection` layer) to the
+    encoder's `num_latent_channels`; wider inputs are used as they are. The
+    decoder's `inputs` (for decoders that query with them) stay unprojected.
+
     Args:
         encoder: a `keras_perceiver.layers.PerceiverEncoder`.
         decoder: a decoder layer (`BasicDecoder`, `ClassificationDecoder`, ...).
@@ -26,6 +39,11 @@ class PerceiverIO(keras.Model):
         output_adapter: optional layer applied to the decoder output.
         padding_mask: if True the model takes `{"inputs", "padding_mask"}`
             and masks the encoder's cross-attention with the boolean mask.
+        input_projection: width of a `Dense` applied to the encoder input:
+            `"auto"` (the encoder's `num_latent_channels` when the input has
+            fewer than 16 channels, else none), an int (always, to that
+            width), or None (never; configs saved before this option load
+            with None, unchanged).
 
     Example:
     >>> import numpy as np
@@ -49,9 +67,11 @@ class PerceiverIO(keras.Model):
         input_adapter=None,
         output_adapter=None,
         padding_mask=False,
+        input_projection="auto",
         **kwargs,
     ):
         validation.check_model_kwargs(type(self), kwargs)
+        width = _projection_width(input_projection)
         raw = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="inputs")
         inputs = raw
         mask = None
@@ -65,7 +85,16 @@ class PerceiverIO(keras.Model):
                     input_adapter.build(raw.shape)
                 mask = input_adapter.compute_padding_mask(raw)
             x = input_adapter(raw)
-        latents = encoder(x, input_mask=mask)
+        encoder_inputs = x
+        projection = None
+        if width == "auto":
+            width = encoder.num_latent_channels if x.shape[-1] < MIN_INPUT_CHANNELS else None
+        if width is not None:
+            projection = keras.layers.Dense(
+                width, kernel_initializer=dense_initializer("variance_scaling"),
+                name="input_projection")
+            encoder_inputs = projection(x)
+        latents = encoder(encoder_inputs, input_mask=mask)
         if isinstance(decoder, BasicDecoder) and decoder.needs_inputs:
             outputs = decoder(latents, inputs=x)
         else:
@@ -78,6 +107,8 @@ class PerceiverIO(keras.Model):
         self.input_adapter = input_adapter
         self.output_adapter = output_adapter
         self.padding_mask = padding_mask
+        self.input_projection = input_projection
+        self.input_projection_layer = projection
         self._raw_input_shape = tuple(input_shape)
         self._raw_input_dtype = input_dtype
 
@@ -92,12 +123,26 @@ class PerceiverIO(keras.Model):
             "input_adapter": serialize(self.input_adapter) if self.input_adapter else None,
             "output_adapter": serialize(self.output_adapter) if self.output_adapter else None,
             "padding_mask": self.padding_mask,
+            "input_projection": self.input_projection,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        config.setdefault("input_projection", None)  # saved before the option existed
         for key in ("encoder", "decoder", "input_adapter", "output_adapter"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _projection_width(input_projection):
+    if input_projection is None or input_projection == "auto":
+        return input_projection
+    if isinstance(input_projection, bool) or not isinstance(input_projection, int) or (
+            input_projection < 1):
+        raise ValueError(
+            f"PerceiverIO: input_projection must be 'auto', None or a positive int, "
+            f"received {input_projection!r}."
+        )
+    return input_projection

@@ -86,6 +86,71 @@ class PerceiverTask(keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
+    # === compile() defaults (keras-hub style) ===
+    # Subclasses override `_default_loss`, `_default_metrics` (and optionally
+    # `_default_loss_weights`, `_default_weighted_metrics`); the rest is here.
+
+    DEFAULT_LEARNING_RATE = 5e-5
+    DEFAULT_WEIGHT_DECAY = 0.01
+
+    def compile(self, optimizer="auto", loss="auto", *, metrics="auto", **kwargs):
+        """Configures the model for training, with task defaults for `"auto"`.
+
+        `model.compile(); model.fit(x, y)` trains with the task's loss and
+        metrics (each task's docstring lists them). `optimizer="auto"` is
+        `keras.optimizers.AdamW(5e-5, weight_decay=0.01)` (a fine-tuning
+        rate; the paper's LAMB schedules are training recipes, not defaults).
+        With `loss="auto"` a task may also set `loss_weights` (multimodal),
+        with `metrics="auto"` also `weighted_metrics` (masked LM), unless
+        given here. Anything else is passed to `keras.Model.compile`.
+
+        Args:
+            optimizer: `"auto"` or any Keras optimizer (instance or name).
+            loss: `"auto"` or any Keras loss (or per-output dict).
+            metrics: `"auto"`, None, or any Keras metrics.
+            **kwargs: other `keras.Model.compile` arguments.
+
+        Example:
+        >>> model = keras_perceiver.models.PerceiverImageClassifier(
+        ...     num_classes=3, image_shape=(4, 4, 1), num_bands=2, num_latents=4,
+        ...     d_latents=8, num_blocks=1, num_self_attends_per_block=1,
+        ...     num_self_attention_heads=2)
+        >>> model.compile()
+        >>> type(model.optimizer).__name__, type(model.loss).__name__
+        ('AdamW', 'SparseCategoricalCrossentropy')
+        """
+        if isinstance(optimizer, str) and optimizer == "auto":
+            optimizer = keras.optimizers.AdamW(
+                learning_rate=self.DEFAULT_LEARNING_RATE,
+                weight_decay=self.DEFAULT_WEIGHT_DECAY,
+            )
+        if isinstance(loss, str) and loss == "auto":
+            loss = self._default_loss()
+            weights = self._default_loss_weights()
+            if weights is not None:
+                kwargs.setdefault("loss_weights", weights)
+        if isinstance(metrics, str) and metrics == "auto":
+            metrics = self._default_metrics()
+            weighted = self._default_weighted_metrics()
+            if weighted is not None:
+                kwargs.setdefault("weighted_metrics", weighted)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def _default_loss(self):
+        raise ValueError(
+            f"{self.__class__.__name__} has no default loss; pass "
+            "`compile(loss=...)`."
+        )
+
+    def _default_metrics(self):
+        return None
+
+    def _default_loss_weights(self):
+        return None
+
+    def _default_weighted_metrics(self):
+        return None
+
 
 def _json_default(value):
     if isinstance(value, tuple):

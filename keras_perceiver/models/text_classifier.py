@@ -53,6 +53,12 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
             cross-attention (transformers: 1 head, defaults, residual on).
         The other arguments are the text encoder's, as in `PerceiverMaskedLM`.
 
+    `compile()` defaults, per task (a dict keyed by task name):
+    `SparseCategoricalCrossentropy(from_logits=True)` and `accuracy` on
+    integer labels `[B]` when `num_classes > 1`; `MeanSquaredError` and
+    `pearson_correlation` on float targets `[B, 1]` when `num_classes == 1`
+    (regression, e.g. STS-B); AdamW at 5e-5 (see `PerceiverTask.compile`).
+
     Use `from_preset("language_perceiver", tasks=...)`; a preset directory
     (or `weights`) holding a `PerceiverMaskedLM` transfers its encoder
     weights (`from_masked_lm`).
@@ -163,6 +169,20 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
 
     def input_checks(self):
         return {"token_ids": {"kind": "ids", "high": self._args["vocab_size"]}}
+
+    def _default_loss(self):
+        return {
+            task: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            if n > 1 else keras.losses.MeanSquaredError()
+            for task, n in self._args["tasks"].items()
+        }
+
+    def _default_metrics(self):
+        return {
+            task: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+            if n > 1 else [keras.metrics.PearsonCorrelation(name="pearson_correlation")]
+            for task, n in self._args["tasks"].items()
+        }
 
     @classmethod
     def from_masked_lm(cls, masked_lm, tasks, **overrides):

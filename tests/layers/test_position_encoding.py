@@ -10,7 +10,7 @@ from keras_perceiver.layers import TrainablePositionEncoding
 
 def reference_fourier(index_dims, num_bands, max_resolution=None, concat_pos=True,
                       sine_only=False, positions=None):
-    """Independent float64 computation of REFERENCE.md section 2."""
+    """Independent float64 computation of docs/architecture.md section 2."""
     max_resolution = max_resolution or index_dims
     if positions is None:
         axes = [np.linspace(-1.0, 1.0, n) for n in index_dims]

@@ -11,7 +11,7 @@ from keras_perceiver.models import PerceiverTask
 
 TINY = dict(num_latents=8, d_latents=16, num_blocks=2, num_self_attends_per_block=1,
             num_self_attention_heads=2)
-COUNTS = {  # trainable, non-trainable (REFERENCE.md section 4)
+COUNTS = {  # trainable, non-trainable (docs/architecture.md section 4)
     "vision_perceiver_learned": (62_255_848, 0),
     "vision_perceiver_fourier": (48_440_627, 0),
     "vision_perceiver_conv": (48_646_522, 128),

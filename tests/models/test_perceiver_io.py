@@ -83,3 +83,43 @@ def test_mixed_precision_model_matches_float32(policy, rng):
         assert np.isfinite(out).all()
         error = np.abs(out - expected).max() / np.abs(expected).max()
         assert error <= MIXED_TOLERANCE[policy], (index, error)
+
+
+
+def _points_model(input_projection="auto", channels=2):
+    return PerceiverIO(
+        encoder=L.PerceiverEncoder(num_latents=4, num_latent_channels=16,
+                                   num_self_attends_per_block=1, num_self_attention_heads=2),
+        decoder=L.ClassificationDecoder(3, 16), input_shape=(7, channels),
+        input_projection=input_projection)
+
+
+def _kv_norm_width(model):
+    return tuple(model.encoder.cross_attention.key_value_layer_norm.gamma.shape)
+
+
+def test_narrow_inputs_are_projected_by_default(rng):
+    model = _points_model()
+    # 2-D points: projected to the latent width before the cross-attention.
+    assert model.get_layer("input_projection").units == 16
+    assert _kv_norm_width(model) == (16,)
+    assert model.get_config()["input_projection"] == "auto"
+    x = rng.normal(size=(2, 7, 2)).astype("float32")
+    clone = PerceiverIO.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    np.testing.assert_array_equal(ops.convert_to_numpy(clone(x)),
+                                  ops.convert_to_numpy(model(x)))
+    # Switched off: the old behaviour, a 2-channel-wide cross-attention.
+    plain = _points_model(input_projection=None)
+    assert _kv_norm_width(plain) == (2,)
+    assert "input_projection" not in [layer.name for layer in plain.layers]
+    # Configs saved before the option existed rebuild unchanged.
+    legacy = {k: v for k, v in plain.get_config().items() if k != "input_projection"}
+    assert _kv_norm_width(PerceiverIO.from_config(legacy)) == (2,)
+    # An explicit width, and wide inputs (>= 16 channels) left as they are.
+    assert _points_model(input_projection=8).get_layer("input_projection").units == 8
+    wide, wide_plain = _points_model(channels=16), _points_model(None, channels=16)
+    assert _kv_norm_width(wide) == (16,)
+    assert wide.count_params() == wide_plain.count_params()
+    with pytest.raises(ValueError, match="input_projection must be"):
+        _points_model(input_projection="yes")
