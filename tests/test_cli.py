@@ -101,7 +101,7 @@ def test_convert_from_transformers_then_export(tmp_path):
     torch_model.save_pretrained(tmp_path / "hf")
     out = str(tmp_path / "preset")
     assert cli.main(["convert", "--from", "transformers", str(tmp_path / "hf"),
-                     "--preset", "language_perceiver", "--output", out]) == 0
+                     "--output", out]) == 0
     converted = keras_perceiver.models.PerceiverTask.from_preset(out)
     direct = keras_perceiver.convert.from_transformers(str(tmp_path / "hf"))
     assert type(converted).__name__ == "PerceiverMaskedLM"

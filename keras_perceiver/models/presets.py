@@ -131,16 +131,24 @@ def download(name):
 def _fetch(name, info, url):
     import keras
 
-    fname = f"{info['file']}.download-{os.getpid()}"
+    fname = f"{info['file']}.download-{os.getpid()}-{os.urandom(4).hex()}"
     try:
+        # get_file falls back to /tmp/.keras when the cache directory does not exist yet.
+        os.makedirs(cache_dir(), exist_ok=True)
         path = keras.utils.get_file(
             fname=fname, origin=url, cache_dir=os.path.dirname(cache_dir()),
             cache_subdir=CACHE_SUBDIR, file_hash=info["sha256"], hash_algorithm="sha256",
+            force_download=True,
         )
     except Exception as error:  # noqa: BLE001 - get_file raises plain Exception
         partial = os.path.join(cache_dir(), fname)
         if os.path.exists(partial):
             os.remove(partial)
+        if "hash does not match" in str(error):
+            raise ValueError(
+                f"preset {name!r}: the file downloaded from {url} does not match its "
+                "sha256 (truncated or corrupted); it was deleted, nothing was cached."
+            ) from None
         raise OSError(
             f"preset {name!r}: could not download its weights from {url} ({error}). "
             f"Download that file yourself and convert it with `keras-perceiver convert "
@@ -150,7 +158,10 @@ def _fetch(name, info, url):
         ) from None
     if info["sha256"] is not None and _sha256(path) != info["sha256"]:
         os.remove(path)
-        raise ValueError(f"preset {name!r}: {url} does not match its sha256; not cached.")
+        raise ValueError(
+            f"preset {name!r}: the file downloaded from {url} does not match its "
+            "sha256 (truncated or corrupted); it was deleted, nothing was cached."
+        )
     return path
 
 
