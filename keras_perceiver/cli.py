@@ -195,6 +195,11 @@ def export(args):
         raise UsageError(f"export needs KERAS_BACKEND=tensorflow.")
     import keras_perceiver.export as export_lib
 
+    if args.image_preprocessing is not None:
+        try:
+            export_lib.preprocessing.image_preprocessing_options(args.image_preprocessing)
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"export: --image-preprocessing: {error}") from None
     model = load_model(args.preset, args.weights, args.class_name, args.random_weights)
     if args.format == "saved_model":
         options = {} if args.mask_placeholder is None else {

@@ -118,9 +118,10 @@ def export_litert(model, path, quantization=None, representative_data=None, over
             f"export_litert: quantization must be one of {QUANTIZATIONS}, got {quantization!r}."
         )
     if representative_data is not None and quantization != "int8":
-        raise ValueError(
-            "export_litert: representative_data is only used with quantization='int8', "
-            f"got quantization={quantization!r}."
+        warnings.warn(
+            "export_litert: representative_data is only used with quantization='int8'; "
+            f"it is ignored with quantization={quantization!r}.",
+            stacklevel=2,
         )
     files.check_new_file(path, overwrite, "export_litert")
     fn, names = _model_function(model)

@@ -133,3 +133,13 @@ def test_in_process_failures_return_1(tmp_path, capsys):
     assert "not valid JSON" in err and len(err.splitlines()) == 1
     assert cli.main(["export", "--preset", "no_such_model", "--output", str(tmp_path)]) == 2
     assert "unknown preset 'no_such_model'" in capsys.readouterr().err
+
+
+def test_bad_image_preprocessing_option_is_a_usage_error(tmp_path, capsys):
+    status = cli.main(["export", "--preset", str(tmp_path), "--output", str(tmp_path / "o"),
+                       "--image-preprocessing", '{"std": 0}'])
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("keras-perceiver: error: export: --image-preprocessing")
+    assert "std must be positive" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
