@@ -25,7 +25,7 @@ def preset_dir(tmp_path_factory):
     return path, model
 
 
-def test_export_saved_model_versions(preset_dir, tmp_path):
+def test_export_saved_model_versions(preset_dir, tmp_path, capsys):
     path, model = preset_dir
     out = str(tmp_path / "saved_models" / "tiny")
     prep = '{"mode": "resize", "mean": 0, "std": 255}'
@@ -34,36 +34,60 @@ def test_export_saved_model_versions(preset_dir, tmp_path):
     assert cli.main(args) == 0
     assert cli.main(args) == 0
     assert sorted(os.listdir(out)) == ["1", "2"]
-    with pytest.raises(ValueError, match="already exists"):
-        cli.main(args + ["--version", "2"])
+    assert cli.main(args + ["--version", "2"]) == 1
+    assert sorted(os.listdir(out)) == ["1", "2"]
     images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype("uint8")
     served = tf.saved_model.load(os.path.join(out, "2")).signatures["serving_default"]
     probabilities = served(images=tf.constant(images))["probabilities"].numpy()
     expected = keras.ops.softmax(model(images.astype("float32") / 255.0))
     np.testing.assert_allclose(probabilities, keras.ops.convert_to_numpy(expected), atol=1e-5)
+    assert "version 2 already exists" in capsys.readouterr().err
 
 
 def test_export_tflite_and_onnx(preset_dir, tmp_path):
     path, model = preset_dir
-    cli.main(["export", "--preset", path, "--weights", path, "--format", "tflite",
-              "--output", str(tmp_path)])
+    assert cli.main(["export", "--preset", path, "--weights", path, "--format", "tflite",
+                     "--output", str(tmp_path)]) == 0
     tflite = tmp_path / "tiny_classifier.tflite"
     interpreter = tf.lite.Interpreter(model_path=str(tflite))
     runner = interpreter.get_signature_runner()
     x = np.random.default_rng(1).normal(size=(1, 8, 8, 3)).astype("float32")
     (out,) = runner(images=x).values()
     np.testing.assert_allclose(out, keras.ops.convert_to_numpy(model(x)), atol=1e-4)
-    cli.main(["export", "--preset", path, "--format", "onnx", "--output",
-              str(tmp_path / "m.onnx")])
-    assert (tmp_path / "m.onnx").stat().st_size > 1000
-    with pytest.raises(SystemExit, match="tflite only"):
-        cli.main(["export", "--preset", path, "--format", "onnx", "--quantization",
-                  "float16", "--output", str(tmp_path)])
+    assert cli.main(["export", "--preset", path, "--format", "onnx", "--output",
+                     str(tmp_path / "m.onnx")]) == 0
+    size = (tmp_path / "m.onnx").stat().st_size
+    assert size > 1000
+    # An existing file is replaced only with --overwrite.
+    assert cli.main(["export", "--preset", path, "--format", "onnx", "--output",
+                     str(tmp_path / "m.onnx")]) == 1
+    assert (tmp_path / "m.onnx").stat().st_size == size
 
 
-def test_unknown_preset_is_rejected(tmp_path):
-    with pytest.raises(SystemExit, match="unknown preset 'no_such_model'"):
-        cli.main(["export", "--preset", "no_such_model", "--output", str(tmp_path)])
+def test_unknown_preset_is_rejected(tmp_path, capsys):
+    assert cli.main(["export", "--preset", "no_such_model", "--output", str(tmp_path)]) == 2
+    assert "unknown preset 'no_such_model'" in capsys.readouterr().err
+
+
+def test_preset_name_without_weights_fails_clearly(tmp_path, capsys, monkeypatch):
+    # Offline: the weights URL points at a closed local port, the cache is empty.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("KERAS_PERCEIVER_WEIGHTS_URL", "http://127.0.0.1:9")
+    assert cli.main(["export", "--preset", "vision_perceiver_conv", "--format", "onnx",
+                     "--output", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "could not download" in err and "imagenet_conv_preprocessing.pystate" in err
+    assert "--random-weights" in err and "load_weights=False" in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_presets_command_lists_sources(capsys):
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("language_perceiver", "vision_perceiver_conv", "multimodal_perceiver"):
+        assert name in out
+    assert "imagenet_conv_preprocessing.pystate" in out and "82.1%" in out
+    assert "deepmind/optical-flow-perceiver" in out
 
 
 def test_convert_from_transformers_then_export(tmp_path):
@@ -77,7 +101,7 @@ def test_convert_from_transformers_then_export(tmp_path):
     torch_model.save_pretrained(tmp_path / "hf")
     out = str(tmp_path / "preset")
     assert cli.main(["convert", "--from", "transformers", str(tmp_path / "hf"),
-                     "--preset", "language_perceiver", "--output", out]) == 0
+                     "--output", out]) == 0
     converted = keras_perceiver.models.PerceiverTask.from_preset(out)
     direct = keras_perceiver.convert.from_transformers(str(tmp_path / "hf"))
     assert type(converted).__name__ == "PerceiverMaskedLM"

@@ -75,7 +75,9 @@ def from_transformers(path_or_model):
     """Our task model, with weights, from a transformers Perceiver model.
 
     Args:
-        path_or_model: a `save_pretrained` directory or a live model.
+        path_or_model: a `save_pretrained` directory, a Hugging Face Hub id
+            such as `"deepmind/vision-perceiver-conv"` (needs `huggingface_hub`;
+            its cache and `HF_HUB_OFFLINE` apply), or a live model.
 
     Returns the matching `keras_perceiver.models` task model, configured with
     the source's GELU flavour (exact) and stem padding, so outputs match.

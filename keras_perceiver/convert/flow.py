@@ -50,7 +50,7 @@ def optical_flow_from_deepmind(preset, params, state, **overrides):
 
     `overrides` replace preset constructor arguments (e.g. a small config).
     """
-    model = PerceiverOpticalFlow.from_preset(preset, **overrides)
+    model = PerceiverOpticalFlow.from_preset(preset, load_weights=False, **overrides)
     assign_dense(model.preprocessor.patches_linear, params, "image_preprocessor/patches_linear",
                  "haiku")
     assign_encoder(model.encoder, params, "haiku")

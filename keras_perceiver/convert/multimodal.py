@@ -96,7 +96,7 @@ def multimodal_from_deepmind(preset, params, state, **overrides):
     """
     from keras_perceiver.models.multimodal import PerceiverMultimodalAutoencoder
 
-    model = PerceiverMultimodalAutoencoder.from_preset(preset, **overrides)
+    model = PerceiverMultimodalAutoencoder.from_preset(preset, load_weights=False, **overrides)
     assign_haiku_weights(model, params)
     return model
 

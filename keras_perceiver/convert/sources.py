@@ -34,6 +34,8 @@ def load_transformers(path_or_model):
         state = {k: v.detach().cpu().numpy() for k, v in path_or_model.state_dict().items()}
         return config, class_name, state
     path = os.fspath(path_or_model)
+    if not os.path.exists(path) and _looks_like_hub_id(path):
+        path = _hub_snapshot(path)
     config_file = os.path.join(path, "config.json")
     if not os.path.isfile(config_file):
         raise FileNotFoundError(
@@ -70,6 +72,39 @@ def load_transformers(path_or_model):
     else:
         raise FileNotFoundError(f"{path}: no model.safetensors or pytorch_model.bin.")
     return config, architectures[0], state
+
+
+def _looks_like_hub_id(text):
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
+
+
+def _hub_snapshot(repo_id):
+    """The local snapshot of a Hugging Face Hub model (downloaded if allowed).
+
+    Honours the hub's cache (`HF_HUB_CACHE` / `HF_HOME`) and `HF_HUB_OFFLINE`.
+    """
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise FileNotFoundError(
+            f"{repo_id!r} is not a local directory; to load it as a Hugging Face Hub id "
+            "pip install huggingface_hub."
+        ) from None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    try:
+        return huggingface_hub.snapshot_download(
+            repo_id,
+            allow_patterns=["config.json", "model.safetensors", "pytorch_model.bin"],
+            cache_dir=os.environ.get("HF_HUB_CACHE") or None,
+            local_files_only=offline,
+        )
+    except Exception as error:  # noqa: BLE001 - hub errors vary
+        where = "in the local cache (HF_HUB_OFFLINE is set)" if offline else "on the Hub"
+        raise FileNotFoundError(
+            f"{repo_id!r}: not a local directory, and the Hugging Face model could not "
+            f"be found {where}: {type(error).__name__}: {str(error)[:300]}"
+        ) from None
 
 
 def _read_json(path, what):

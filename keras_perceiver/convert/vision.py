@@ -105,7 +105,7 @@ def image_classifier_from_deepmind(preset, params, state, **overrides):
     """
     from keras_perceiver.models.image_classifier import PerceiverImageClassifier
 
-    model = PerceiverImageClassifier.from_preset(preset, **overrides)
+    model = PerceiverImageClassifier.from_preset(preset, load_weights=False, **overrides)
     assign_image_preprocessor(model.preprocessor, params, "haiku", state=state)
     assign_encoder(model.encoder, params, "haiku")
     assign_basic_decoder(model.decoder, params, "classification_decoder/~/basic_decoder", "haiku")

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_perceiver import files
 from keras_perceiver.export.saved_model import check_backend
 from keras_perceiver.export.signatures import _call
 from keras_perceiver.export.signatures import _named_outputs
@@ -42,7 +43,18 @@ def _representative_dataset(data, names, limit=None):
     if missing:
         raise ValueError(f"export_litert: representative_data lacks input(s) {sorted(missing)}.")
     arrays = {name: np.asarray(data[name]) for name in names}
-    count = len(next(iter(arrays.values())))
+    counts = {name: (len(a) if a.ndim else 0) for name, a in arrays.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(
+            "export_litert: representative_data inputs must hold the same number of "
+            f"examples (first axis), got {counts}."
+        )
+    count = next(iter(counts.values()))
+    if count == 0:
+        raise ValueError(
+            "export_litert: quantization='int8' needs at least one calibration example "
+            "in representative_data; it is empty."
+        )
 
     def generator():
         for i in range(count if limit is None else min(count, limit)):
@@ -65,7 +77,7 @@ def _convert(saved_model_dir, quantization, representative, ops):
     return converter.convert()
 
 
-def export_litert(model, path, quantization=None, representative_data=None):
+def export_litert(model, path, quantization=None, representative_data=None, overwrite=False):
     """Writes `model` (its own named inputs, dynamic batch) as a `.tflite` file.
 
     Builtin ops only are tried first; if the converter needs TensorFlow ops,
@@ -82,6 +94,9 @@ def export_litert(model, path, quantization=None, representative_data=None):
         representative_data: for `"int8"`: an array (single-input model), a
             dict `{input_name: array}` (first axis = examples), or a
             generator function yielding `{input_name: array[1, ...]}`.
+        overwrite: replace an existing file at `path` (else an error). The
+            file is written next to `path` and renamed into place, so a
+            failure never leaves a truncated file.
 
     Returns:
         `path`.
@@ -102,6 +117,13 @@ def export_litert(model, path, quantization=None, representative_data=None):
         raise ValueError(
             f"export_litert: quantization must be one of {QUANTIZATIONS}, got {quantization!r}."
         )
+    if representative_data is not None and quantization != "int8":
+        warnings.warn(
+            "export_litert: representative_data is only used with quantization='int8'; "
+            f"it is ignored with quantization={quantization!r}.",
+            stacklevel=2,
+        )
+    files.check_new_file(path, overwrite, "export_litert")
     fn, names = _model_function(model)
     representative = None
     if quantization == "int8":
@@ -112,7 +134,13 @@ def export_litert(model, path, quantization=None, representative_data=None):
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint("serving_default", fn)
-        archive.write_out(tmp, verbose=False)
+        try:
+            archive.write_out(tmp, verbose=False)
+        except (OSError, tf.errors.OpError) as error:
+            raise OSError(
+                f"export_litert: could not write the intermediate SavedModel in {tmp} "
+                f"({str(error).splitlines()[-1][-200:]}); {path} is unchanged."
+            ) from None
         builtins = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantization == "int8":
             builtins = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -128,7 +156,5 @@ def export_litert(model, path, quantization=None, representative_data=None):
                 tmp, quantization, representative,
                 builtins + [tf.lite.OpsSet.SELECT_TF_OPS],
             )
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(flatbuffer)
+    files.write_bytes_aside(path, flatbuffer, "export_litert")
     return path

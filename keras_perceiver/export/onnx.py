@@ -4,6 +4,9 @@ import os
 
 import keras
 
+from keras_perceiver import files
+from keras_perceiver.export.saved_model import check_backend
+
 
 def _onnx_shape(model, shape):
     """Dynamic batch; a free sequence axis (text models) fixed to `max_length`.
@@ -20,7 +23,7 @@ def _onnx_shape(model, shape):
     return (None,) + rest
 
 
-def export_onnx(model, path, opset_version=None):
+def export_onnx(model, path, opset_version=None, overwrite=False):
     """Writes `model` to an `.onnx` file via `model.export(format="onnx")`.
 
     Inputs keep the model's input names and a dynamic batch (text models:
@@ -28,9 +31,11 @@ def export_onnx(model, path, opset_version=None):
     `onnxruntime.InferenceSession(path)`.
 
     Args:
-        model: a Keras model (needs `tf2onnx` on the TensorFlow backend).
-        path: output file.
+        model: a Keras model on the TensorFlow backend (needs `tf2onnx`).
+        path: output file, ending in `.onnx`.
         opset_version: ONNX opset; None for the exporter's default.
+        overwrite: replace an existing file at `path` (else an error); the
+            file is written aside and renamed into place.
 
     Returns:
         `path`.
@@ -43,14 +48,18 @@ def export_onnx(model, path, opset_version=None):
     >>> keras_perceiver.export.export_onnx(model, path) == path
     True
     """
+    check_backend("export_onnx")
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if not path.endswith(".onnx"):
+        raise ValueError(f"export_onnx: path must end with '.onnx', got {path!r}.")
+    files.check_new_file(path, overwrite, "export_onnx")
     input_signature = [
         keras.InputSpec(shape=_onnx_shape(model, t.shape), dtype=t.dtype, name=t.name)
         for t in model.inputs
     ]
     if len(input_signature) > 1:
         input_signature = [input_signature]
-    model.export(path, format="onnx", verbose=False, input_signature=input_signature,
-                 opset_version=opset_version)
+    with files.file_aside(path, "export_onnx") as tmp:
+        model.export(tmp, format="onnx", verbose=False, input_signature=input_signature,
+                     opset_version=opset_version)
     return path

@@ -19,7 +19,38 @@ IMAGE_PREPROCESSING_DEFAULTS = {
 }
 
 
-def image_preprocessing_options(options=None):
+_RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5",
+                   "gaussian", "mitchellcubic")
+
+
+def _per_channel(options, key, channels, positive):
+    import numpy as np
+
+    value = options[key]
+    try:
+        array = np.asarray(value, dtype="float64")
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"image_preprocessing: {key} must be a number or one number per channel, "
+            f"got {value!r}."
+        ) from None
+    if array.ndim > 1 or not np.all(np.isfinite(array)) or (positive and np.any(array <= 0)):
+        allowed = "positive finite" if positive else "finite"
+        raise ValueError(
+            f"image_preprocessing: {key} must be {allowed} (a number or one per "
+            f"channel), got {value!r}."
+        )
+    if channels is not None and array.ndim == 1 and array.shape[0] not in (1, channels):
+        default = "; the default is ImageNet's RGB statistics" if key in (
+            "mean", "std") and value == IMAGE_PREPROCESSING_DEFAULTS[key] else ""
+        raise ValueError(
+            f"image_preprocessing: {key} has {array.shape[0]} values but the model "
+            f"takes {channels}-channel images{default}; pass image_preprocessing="
+            f'{{"mean": ..., "std": ...}} with 1 or {channels} values.'
+        )
+
+
+def image_preprocessing_options(options=None, channels=None):
     """Merges user options into `IMAGE_PREPROCESSING_DEFAULTS`, validated.
 
     Keys: `mode` (`"center_crop"`: crop the central square of side
@@ -29,6 +60,10 @@ def image_preprocessing_options(options=None):
     model sees `(pixel - mean) / std`), `method` (a `tf.image.resize` method).
     """
     merged = dict(IMAGE_PREPROCESSING_DEFAULTS)
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(
+            f"image_preprocessing must be a dict of options, got {type(options).__name__}."
+        )
     unknown = set(options or {}) - set(merged)
     if unknown:
         raise ValueError(
@@ -41,11 +76,19 @@ def image_preprocessing_options(options=None):
             "image_preprocessing: mode must be 'center_crop' or 'resize', "
             f"got {merged['mode']!r}."
         )
-    if not 0.0 < float(merged["crop_fraction"]) <= 1.0:
+    fraction = merged["crop_fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
+            0.0 < float(fraction) <= 1.0):
         raise ValueError(
-            "image_preprocessing: crop_fraction must be in (0, 1], got "
-            f"{merged['crop_fraction']!r}."
+            f"image_preprocessing: crop_fraction must be a number in (0, 1], got {fraction!r}."
         )
+    if merged["method"] not in _RESIZE_METHODS:
+        raise ValueError(
+            f"image_preprocessing: method must be one of {_RESIZE_METHODS}, "
+            f"got {merged['method']!r}."
+        )
+    _per_channel(merged, "mean", channels, positive=False)
+    _per_channel(merged, "std", channels, positive=True)
     return merged
 
 
@@ -121,8 +164,8 @@ def preprocess_images(images, image_shape, options=None, name="images"):
     >>> preprocess_images(x, (16, 16, 3), {"mode": "resize"}).shape
     TensorShape([1, 16, 16, 3])
     """
-    options = image_preprocessing_options(options)
     height, width, channels = (int(d) for d in image_shape)
+    options = image_preprocessing_options(options, channels)
     images = tf.convert_to_tensor(images)
     if images.dtype != tf.uint8:
         raise TypeError(f"input `{name}` must be uint8, got {images.dtype.name}.")

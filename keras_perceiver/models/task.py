@@ -1,12 +1,25 @@
 """Base class of the task models: presets, `from_preset`, `save_to_preset`."""
 
+import io
 import json
 import os
 
 import keras
 
+from keras_perceiver import files
+from keras_perceiver.models import presets
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
+# Preset names resolve across task classes in this order ("language_perceiver"
+# names both the masked LM, whose weights were released, and the classifier).
+TASK_CLASSES = (
+    "PerceiverMaskedLM",
+    "PerceiverImageClassifier",
+    "PerceiverOpticalFlow",
+    "PerceiverMultimodalAutoencoder",
+    "PerceiverTextClassifier",
+)
 
 
 class classproperty:
@@ -23,6 +36,7 @@ class PerceiverTask(keras.Model):
     Subclasses build their graph in `__init__`, return exactly their
     constructor arguments from `get_config()`, and list their presets in
     `PRESETS = {name: {"description": str, "config": dict}}`.
+    `PerceiverTask.from_preset(name)` finds a preset in any task class.
     """
 
     PRESETS = {}
@@ -30,10 +44,14 @@ class PerceiverTask(keras.Model):
     @classproperty
     def presets(cls):
         """`{name: description}` of the presets this class can build."""
+        if cls is PerceiverTask:
+            return {name: c.PRESETS[name]["description"] for name, c in all_presets().items()}
         return {name: p["description"] for name, p in cls.PRESETS.items()}
 
     @classmethod
     def preset_config(cls, name):
+        if cls is PerceiverTask:
+            return preset_class(name).preset_config(name)
         if name not in cls.PRESETS:
             raise ValueError(
                 f"{cls.__name__}: unknown preset {name!r}; expected one of "
@@ -42,45 +60,113 @@ class PerceiverTask(keras.Model):
         return dict(cls.PRESETS[name]["config"])
 
     @classmethod
-    def from_preset(cls, preset, weights=None, **overrides):
+    def from_preset(cls, preset, weights=None, load_weights=True, **overrides):
         """Builds a preset by name, or reloads a `save_to_preset` directory.
 
         Args:
-            preset: a name from `cls.presets` or a local preset directory.
-            weights: optional weights file (`.weights.h5`); a preset directory
-                brings its own unless this is given.
+            preset: a name from `cls.presets` (any task class's when called
+                on `PerceiverTask`) or a local preset directory.
+            weights: optional weights file (`.weights.h5`) to load instead of
+                the preset's own; it must exist.
+            load_weights: a preset name: load the released weights
+                (downloaded, converted and cached once, see
+                `keras_perceiver.models.presets`); False gives a random
+                initialisation. A preset directory: load its
+                `model.weights.h5` (an error if it is missing, unless the
+                preset was saved config-only).
             **overrides: constructor arguments replacing the preset's.
+
+        Example:
+        >>> model = keras_perceiver.models.PerceiverTask.from_preset(
+        ...     "vision_perceiver_conv", load_weights=False, num_classes=3,
+        ...     image_shape=(32, 32, 3), num_latents=4, d_latents=16,
+        ...     num_self_attends_per_block=1)
+        >>> type(model).__name__
+        'PerceiverImageClassifier'
         """
-        if os.path.isdir(str(preset)):
-            with open(os.path.join(preset, CONFIG_FILE)) as f:
-                saved = json.load(f)
-            if saved["class_name"] != cls.__name__ and cls is not PerceiverTask:
-                raise ValueError(
-                    f"{cls.__name__}.from_preset: {preset} holds a "
-                    f"{saved['class_name']}, not a {cls.__name__}."
-                )
-            target = cls if cls is not PerceiverTask else _task_class(saved["class_name"])
-            config = dict(saved["config"])
-            config.update(overrides)
-            model = target.from_config(config)
-            path = weights or os.path.join(preset, WEIGHTS_FILE)
-            if os.path.exists(path):
-                model.load_weights(path)
-            return model
+        if weights is not None and not os.path.isfile(os.fspath(weights)):
+            raise FileNotFoundError(
+                f"{cls.__name__}.from_preset: weights file {os.fspath(weights)!r} does not exist."
+            )
+        if os.path.isdir(os.fspath(preset)):
+            return cls._from_preset_dir(os.fspath(preset), weights, load_weights, overrides)
+        if cls is PerceiverTask:
+            target = preset_class(preset)
+            return target.from_preset(preset, weights=weights, load_weights=load_weights,
+                                      **overrides)
         config = cls.preset_config(preset)
+        if weights is None and load_weights:
+            return presets.load_released(cls, preset, overrides)
         config.update(overrides)
         model = cls.from_config(config)
         if weights is not None:
-            model.load_weights(weights)
+            _load_weights(model, weights)
         return model
 
-    def save_to_preset(self, preset_dir):
-        """Writes `config.json` and `model.weights.h5` into `preset_dir`."""
-        os.makedirs(preset_dir, exist_ok=True)
-        config = {"class_name": self.__class__.__name__, "config": self.get_config()}
-        with open(os.path.join(preset_dir, CONFIG_FILE), "w") as f:
-            json.dump(config, f, indent=2, default=_json_default)
-        self.save_weights(os.path.join(preset_dir, WEIGHTS_FILE))
+    @classmethod
+    def _from_preset_dir(cls, preset, weights, load_weights, overrides):
+        saved = read_preset_config(preset)
+        if saved["class_name"] != cls.__name__ and cls is not PerceiverTask:
+            raise ValueError(
+                f"{cls.__name__}.from_preset: {preset} holds a "
+                f"{saved['class_name']}, not a {cls.__name__}."
+            )
+        target = cls if cls is not PerceiverTask else _task_class(saved["class_name"], preset)
+        config = dict(saved["config"])
+        config.update(overrides)
+        model = target.from_config(config)
+        if weights is not None:
+            _load_weights(model, weights)
+        elif load_weights and saved.get("weights", WEIGHTS_FILE) is not None:
+            path = os.path.join(preset, WEIGHTS_FILE)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"{cls.__name__}.from_preset: {preset} has no {WEIGHTS_FILE} "
+                    f"(expected {path}); pass load_weights=False for a random "
+                    "initialisation, or weights=PATH."
+                )
+            _load_weights(model, path)
+        return model
+
+    def save_to_preset(self, preset_dir, weights=True, overwrite=False):
+        """Writes `config.json` and `model.weights.h5` into `preset_dir`.
+
+        Args:
+            preset_dir: the directory to write; it must not exist or be
+                empty unless `overwrite=True`, which replaces it entirely.
+            weights: False writes a config-only preset (its `from_preset`
+                builds a random initialisation without complaint).
+            overwrite: replace an existing non-empty `preset_dir`.
+
+        The preset is written into a temporary directory next to
+        `preset_dir` and renamed into place, so a failure (full disk,
+        read-only directory) leaves any previous content unchanged.
+        """
+        preset_dir = os.fspath(preset_dir)
+        if os.path.exists(preset_dir):
+            if not os.path.isdir(preset_dir):
+                raise NotADirectoryError(
+                    f"save_to_preset: {preset_dir} exists and is not a directory."
+                )
+            if os.listdir(preset_dir) and not overwrite:
+                raise FileExistsError(
+                    f"save_to_preset: {preset_dir} is not empty (it holds "
+                    f"{sorted(os.listdir(preset_dir))[:5]}); pass overwrite=True "
+                    "to replace it, or choose a new directory."
+                )
+        config = {
+            "class_name": self.__class__.__name__,
+            "config": self.get_config(),
+            "weights": WEIGHTS_FILE if weights else None,
+        }
+        text = json.dumps(config, indent=2, default=_json_default)
+        with files.directory_aside(preset_dir, "save_to_preset") as tmp:
+            with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
+                f.write(text)
+            if weights:
+                with open(os.path.join(tmp, WEIGHTS_FILE), "wb") as f:
+                    f.write(weights_bytes(self))
+        return preset_dir
 
     @classmethod
     def from_config(cls, config):
@@ -152,6 +238,88 @@ class PerceiverTask(keras.Model):
         return None
 
 
+def weights_bytes(model):
+    """The `.weights.h5` file of `model`, built in memory.
+
+    h5py crashes the interpreter when a write fails (full disk, file size
+    limit), so the HDF5 file is assembled in memory and written by Python.
+    """
+    try:
+        from keras.src.saving import saving_lib
+
+        store_class, save_state = saving_lib.H5IOStore, saving_lib._save_state
+    except (ImportError, AttributeError):  # Keras internals moved: write to a temp file
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, WEIGHTS_FILE)
+            model.save_weights(path)
+            with open(path, "rb") as f:
+                return f.read()
+    buffer = io.BytesIO()
+    store = store_class(buffer, mode="w")
+    save_state(model, weights_store=store, assets_store=None, inner_path="",
+               visited_saveables=set())
+    store.close()
+    return buffer.getvalue()
+
+
+def _load_weights(model, path):
+    try:
+        model.load_weights(path)
+    except Exception as error:  # noqa: BLE001 - h5py/Keras raise many types
+        raise ValueError(
+            f"{type(model).__name__}: could not load weights from {path} (expected a "
+            f"`.weights.h5` file of this model's configuration): {str(error)[:300]}"
+        ) from None
+
+
+def read_preset_config(preset):
+    """The validated `config.json` of a preset directory."""
+    path = os.path.join(preset, CONFIG_FILE)
+    expected = 'expected {"class_name": ..., "config": {...}} as written by save_to_preset'
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{preset} is not a preset directory: {path} does not exist.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); {expected}.") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: {expected}, got a JSON {type(saved).__name__}.")
+    missing = [k for k in ("class_name", "config") if k not in saved]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {missing}; {expected}.")
+    if not isinstance(saved["config"], dict):
+        raise ValueError(f"{path}: `config` must be a JSON object; {expected}.")
+    if saved.get("weights", WEIGHTS_FILE) not in (WEIGHTS_FILE, None):
+        raise ValueError(f"{path}: `weights` must be {WEIGHTS_FILE!r} or null.")
+    return saved
+
+
+def all_presets():
+    """`{preset name: task class}` over every task class (first class wins)."""
+    import keras_perceiver.models as models
+
+    found = {}
+    for name in TASK_CLASSES:
+        cls = getattr(models, name)
+        for preset in cls.PRESETS:
+            found.setdefault(preset, cls)
+    return found
+
+
+def preset_class(name):
+    """The task class that builds preset `name`."""
+    found = all_presets()
+    if name not in found:
+        raise ValueError(
+            f"PerceiverTask: unknown preset {name!r}; expected one of "
+            f"{sorted(found)} or a preset directory."
+        )
+    return found[name]
+
+
 def _json_default(value):
     if isinstance(value, tuple):
         return list(value)
@@ -160,9 +328,13 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
-def _task_class(name):
+def _task_class(name, preset="preset"):
     import keras_perceiver.models as models
 
-    if not hasattr(models, name):
-        raise ValueError(f"Unknown task class {name!r} in preset config.")
-    return getattr(models, name)
+    cls = getattr(models, str(name), None)
+    if not (isinstance(cls, type) and issubclass(cls, PerceiverTask)):
+        raise ValueError(
+            f"{preset}/{CONFIG_FILE}: unknown task class {name!r}; expected one of "
+            f"{list(TASK_CLASSES)}."
+        )
+    return cls

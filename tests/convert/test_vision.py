@@ -157,7 +157,7 @@ DEEPMIND_SMALL = dict(SMALL, num_classes=5, image_shape=(16, 16, 3), num_query_c
 
 @pytest.mark.parametrize("preset", sorted(PerceiverImageClassifier.presets))
 def test_from_deepmind_holds_exactly_the_arrays(preset, rng, tmp_path):
-    reference = PerceiverImageClassifier.from_preset(preset, **DEEPMIND_SMALL)
+    reference = PerceiverImageClassifier.from_preset(preset, load_weights=False, **DEEPMIND_SMALL)
     tree, expected = haiku_checkpoint(reference, rng)
     path = tmp_path / "imagenet.pystate"
     path.write_bytes(pickle.dumps(tree))
@@ -172,7 +172,7 @@ def test_from_deepmind_holds_exactly_the_arrays(preset, rng, tmp_path):
 @pytest.mark.parametrize("corrupt", ["rename", "reshape", "extra"])
 def test_from_deepmind_corrupted_key_is_named(corrupt, rng, tmp_path):
     preset = "vision_perceiver_conv"
-    tree, _ = haiku_checkpoint(PerceiverImageClassifier.from_preset(preset, **DEEPMIND_SMALL), rng)
+    tree, _ = haiku_checkpoint(PerceiverImageClassifier.from_preset(preset, load_weights=False, **DEEPMIND_SMALL), rng)
     module = "perceiver_encoder/~/self_attention_1/attention/linear_2"
     key = f"{module}/w"
     if corrupt == "rename":

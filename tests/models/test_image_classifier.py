@@ -143,7 +143,7 @@ def test_invalid_arguments_and_inputs_raise():
 @pytest.mark.large
 @pytest.mark.parametrize("preset", sorted(COUNTS))
 def test_full_preset(preset, rng, tmp_path):
-    model = PerceiverImageClassifier.from_preset(preset)
+    model = PerceiverImageClassifier.from_preset(preset, load_weights=False)
     assert (count(model.trainable_weights), count(model.non_trainable_weights)) == COUNTS[preset]
     expected_tokens = 3136 if preset == "vision_perceiver_conv" else 224 * 224
     assert model.num_tokens == expected_tokens
