@@ -25,3 +25,9 @@ test: install
 
 demo: install
 	KERAS_BACKEND=tensorflow $(PY) applications/digits_demo.py
+
+# Plants known bugs (tests/mutations/mutations.py) in a temporary copy and checks
+# that the tests catch each one. Slow (minutes); not part of `make test`.
+.PHONY: mutations
+mutations: install
+	$(PY) tests/mutations/run_mutations.py
