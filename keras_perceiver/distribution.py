@@ -11,10 +11,13 @@ Typical use (JAX, model parallel):
 
     template = make_model()                       # read for its weight paths
     dist = get_distribution("model_parallel", model=template, mesh_shape=(2, 2))
-    with distribution_scope(dist):
+    with distribution_scope(dist):                # or keras.distribution.set_distribution
         model = make_model()                      # weights created sharded
         model.compile(...)
-    model.fit(x, y, batch_size=global_batch_size(32, dist))
+        model.fit(x, y, batch_size=global_batch_size(32, dist))  # batches sharded
+
+On TensorFlow, build and compile inside `distribution_scope(strategy)`
+and call `fit` anywhere.
 """
 
 import contextlib

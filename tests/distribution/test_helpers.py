@@ -25,11 +25,15 @@ def _mesh(shards):
 
 def test_layout_map_fits_another_instance_of_the_model():
     template, model = PerceiverMaskedLM(**MLM), PerceiverMaskedLM(**MLM)
-    paths = [w.path for w in model.weights]
-    assert paths != [w.path for w in template.weights]  # auto names got a suffix
     layouts = distribution.layout_map(template, _mesh(2))
-    axes = {w.path.split("/", 1)[1]: (layouts[w.path].axes if layouts[w.path] else None)
-            for w in model.weights}
+    axes = {}
+    for w in model.weights:
+        inner = w.path.split("/", 1)[1]
+        layout = layouts[w.path]
+        # Keys ignore the top-level layer name (another instance may get a suffix).
+        renamed = layouts["renamed_1/" + inner]
+        assert (layout and layout.axes) == (renamed and renamed.axes), w.path
+        axes[inner] = layout.axes if layout else None
     for i in range(2):
         latent = f"self_attention_{i}/"
         assert axes[latent + "attention/query/kernel"] == (None, "model")
