@@ -11,10 +11,13 @@ Typical use (JAX, model parallel):
 
     template = make_model()                       # read for its weight paths
     dist = get_distribution("model_parallel", model=template, mesh_shape=(2, 2))
-    with distribution_scope(dist):
+    with distribution_scope(dist):                # or keras.distribution.set_distribution
         model = make_model()                      # weights created sharded
         model.compile(...)
-    model.fit(x, y, batch_size=global_batch_size(32, dist))
+        model.fit(x, y, batch_size=global_batch_size(32, dist))  # batches sharded
+
+On TensorFlow, build and compile inside `distribution_scope(strategy)`
+and call `fit` anywhere.
 """
 
 import contextlib
@@ -99,11 +102,11 @@ def layout_map(model, mesh, model_axis=MODEL_AXIS):
     """A `keras.distribution.LayoutMap` sharding a Perceiver over `model_axis`.
 
     Reads the weight paths and shapes of `model` (a built task model, e.g.
-    a template built before the distribution is set) and keeps each rule of
-    `LAYOUT_RULES` whose sharded dimension divides by the mesh's
-    `model_axis` size in every weight it matches; the others stay
-    replicated. Rules match path suffixes, so they also fit another instance
-    of the same model (whose top-level layer names may differ).
+    a template built before the distribution is set) and shards each weight
+    that a rule of `LAYOUT_RULES` names and whose sharded dimension divides
+    by the mesh's `model_axis` size; all others stay replicated. Keys are
+    the weight paths with any top-level layer name, so they also fit another
+    instance of the same model (whose layer names may get a `_1` suffix).
 
     Example:
     >>> import keras
@@ -126,13 +129,27 @@ def layout_map(model, mesh, model_axis=MODEL_AXIS):
     if not model.weights:
         raise ValueError("layout_map: expected a built model with weights, it has none.")
     shards = mesh.shape[list(mesh.axis_names).index(model_axis)]
+    chosen = {}
+    for weight in model.weights:
+        for pattern, axes in LAYOUT_RULES:
+            if re.fullmatch(pattern, weight.path):
+                axes = tuple(model_axis if a == MODEL_AXIS else a for a in axes)
+                if not _divides(tuple(weight.shape), axes, shards):
+                    axes = None
+                key = _instance_free_key(weight.path)
+                # Weights sharing a key must agree, or all stay replicated.
+                chosen[key] = axes if chosen.get(key, axes) == axes else None
+                break
     layouts = keras.distribution.LayoutMap(mesh)
-    for pattern, axes in LAYOUT_RULES:
-        axes = tuple(model_axis if a == MODEL_AXIS else a for a in axes)
-        matched = [w for w in model.weights if re.fullmatch(pattern, w.path)]
-        if matched and all(_divides(tuple(w.shape), axes, shards) for w in matched):
-            layouts[pattern] = axes
+    for key, axes in chosen.items():
+        if axes is not None:
+            layouts[key] = axes
     return layouts
+
+
+def _instance_free_key(path):
+    head, sep, rest = path.partition("/")
+    return r"[^/]+/" + re.escape(rest) if sep else re.escape(path)
 
 
 def _divides(shape, axes, shards):

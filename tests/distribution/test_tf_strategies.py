@@ -87,7 +87,7 @@ def test_multi_worker_matches_single_process(tmp_path):
     from keras_perceiver import distribute_tf
 
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    procs, outs = [], []
+    procs, outs, logs = [], [], []
     try:
         for index in range(2):
             out = tmp_path / f"worker{index}"
@@ -95,21 +95,27 @@ def test_multi_worker_matches_single_process(tmp_path):
             env = dict(os.environ, PYTHONPATH=tiny.ROOT, KERAS_BACKEND="tensorflow",
                        TF_CPP_MIN_LOG_LEVEL="3",
                        TF_CONFIG=distribute_tf.tf_config(workers, index))
-            log = open(out / "log.txt", "w")
+            logs.append(open(out / "log.txt", "w"))
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "tests.distribution.tf_multi_worker", str(out)],
-                cwd=tiny.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=tiny.ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT,
             ))
             outs.append(out)
-        deadline = time.monotonic() + 300
+        # A worker that fails leaves the other waiting for it: stop both then.
+        deadline = time.monotonic() + 900
+        while any(proc.poll() is None for proc in procs) and time.monotonic() < deadline:
+            if any(proc.poll() not in (None, 0) for proc in procs):
+                break
+            time.sleep(0.5)
         for proc, out in zip(procs, outs):
-            code = proc.wait(timeout=max(1, deadline - time.monotonic()))
-            assert code == 0, (out / "log.txt").read_text()[-5000:]
+            assert proc.poll() == 0, (out / "log.txt").read_text()[-5000:]
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        for log in logs:
+            log.close()
 
     results = [tiny.load(out) for out in outs]
     ref_losses, ref_weights, _ = tiny.reference_run()

@@ -7,7 +7,6 @@ for runs `single`, `mirrored`, `mirrored_<policy>`; `restored/logits`.
 
 import os
 import sys
-import time
 
 import tensorflow as tf
 
@@ -33,18 +32,19 @@ def record(arrays, run, losses, model, x):
 
 def mirrored_run(strategy, x, y, policy="float32"):
     keras.config.set_dtype_policy(policy)
-    with distribution.distribution_scope(strategy):
-        model = tiny.make_model()
-        tiny.set_initial_weights(model)
-        tiny.compile_model(model)
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(tiny.GLOBAL_BATCH)
-    losses = tiny.fit(model, distribute_tf.distribute_dataset(strategy, dataset, "data"))
-    keras.config.set_dtype_policy("float32")
+    try:
+        with distribution.distribution_scope(strategy):
+            model = tiny.make_model()
+            tiny.set_initial_weights(model)
+            tiny.compile_model(model)
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(tiny.GLOBAL_BATCH)
+        losses = tiny.fit(model, distribute_tf.distribute_dataset(strategy, dataset, "data"))
+    finally:
+        keras.config.set_dtype_policy("float32")
     return model, losses
 
 
 def main(out_dir):
-    print("start", time.process_time(), file=sys.stderr)
     x, y = tiny.data()
     arrays = {}
     with tf.device(DEVICES[0]):
@@ -53,12 +53,10 @@ def main(out_dir):
         tiny.compile_model(model)
         record(arrays, "single", tiny.fit(model, x, y), model, x)
 
-    print("single", time.process_time(), file=sys.stderr)
     strategy = distribution.get_distribution("mirrored", devices=DEVICES)
     assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
     model, losses = mirrored_run(strategy, x, y)
     record(arrays, "mirrored", losses, model, x)
-    print("mirrored", time.process_time(), file=sys.stderr)
     info = {
         "replicas": strategy.num_replicas_in_sync,
         "per_replica_batch": distribution.per_replica_batch_size(tiny.GLOBAL_BATCH, strategy),
@@ -73,7 +71,6 @@ def main(out_dir):
     for policy in ("mixed_bfloat16", "mixed_float16"):
         model, losses = mirrored_run(strategy, x, y, policy)
         record(arrays, f"mirrored_{policy}", losses, model, x)
-        print(policy, time.process_time(), file=sys.stderr)
         info[f"{policy}/optimizer"] = type(model.optimizer).__name__
         info[f"{policy}/compute_dtype"] = model.layers[-1].compute_dtype
     tiny.save(out_dir, arrays, info)

@@ -86,7 +86,7 @@ def reference_run():
     return losses, weights(model), np.asarray(model.predict(x, verbose=0))
 
 
-def run_script(module, out_dir, backend, env=None, timeout=240):
+def run_script(module, out_dir, backend, env=None, timeout=900):
     """Runs `python -m tests.distribution.<module> out_dir` with this worktree's
     code; returns the results it saved to `out_dir/results.npz`."""
     full_env = dict(os.environ, PYTHONPATH=ROOT, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
