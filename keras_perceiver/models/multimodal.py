@@ -418,7 +418,7 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
         num_pixels = math.prod(self.video_shape[:3])
         if not validation.is_int(num_chunks) or not 1 <= num_chunks <= min(num_pixels, self.num_audio_patches):
             raise ValueError(
-                f"{self.name}: num_chunks must be in [1, "
+                f"{self.name}: num_chunks must be an integer in [1, "
                 f"{min(num_pixels, self.num_audio_patches)}], received {num_chunks}."
             )
         latents = self.encode(inputs)

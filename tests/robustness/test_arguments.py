@@ -91,7 +91,7 @@ def test_reconstruct_and_predict_flow_arguments():
     model = M.PerceiverMultimodalAutoencoder(**MULTIMODAL)
     inputs = {"image": np.zeros((1, 2, 8, 8, 3), "float32"), "audio": np.zeros((1, 32, 1), "float32"),
               "label": np.zeros((1, 5), "float32")}
-    with pytest.raises(ValueError, match=r"num_chunks must be in \[1, 8\], received 2.5"):
+    with pytest.raises(ValueError, match=r"num_chunks must be an integer in \[1, 8\], received 2.5"):
         model.reconstruct(inputs, num_chunks=2.5)
     with pytest.raises(ValueError, match=r"tile_origins: `min_overlap` " + INT.format(0, -5)):
         tile_origins((10, 10), (6, 8), min_overlap=-5)
