@@ -30,10 +30,12 @@ class _AttentionBlock(keras.layers.Layer):
         activation="gelu_tanh",
         layer_norm_epsilon=1e-5,
         kernel_initializer="variance_scaling",
+        memory_budget=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         validate_activation(self, activation, ACTIVATIONS)
+        self.memory_budget = memory_budget
         self.num_heads = num_heads
         self.qk_channels = qk_channels
         self.v_channels = v_channels
@@ -59,6 +61,7 @@ class _AttentionBlock(keras.layers.Layer):
             output_channels=query_shape[-1],
             attention_dropout=self.attention_dropout,
             kernel_initializer=self.kernel_initializer,
+            memory_budget=self.memory_budget,
             dtype=self.dtype_policy,
             name="attention",
         )
@@ -95,6 +98,7 @@ class _AttentionBlock(keras.layers.Layer):
             activation=self.activation,
             layer_norm_epsilon=self.layer_norm_epsilon,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            memory_budget=self.memory_budget,
         )
         return config
 
@@ -118,6 +122,7 @@ class CrossAttention(_AttentionBlock):
         attention_dropout: dropout on the attention probabilities.
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (exact, transformers).
         layer_norm_epsilon: LayerNorm epsilon (1e-5 in both references).
+        memory_budget: the attention's chunking budget (see `Attention`).
 
     Example:
     >>> import numpy as np

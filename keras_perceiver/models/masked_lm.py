@@ -34,7 +34,7 @@ ENCODER_ARGS = (
     "num_cross_attention_heads", "qk_channels", "v_channels",
     "cross_attention_shape_for_attention", "cross_attention_widening_factor",
     "self_attention_widening_factor", "use_query_residual", "pad_id", "activation",
-    "dropout", "attention_dropout", "layer_norm_epsilon",
+    "dropout", "attention_dropout", "layer_norm_epsilon", "remat", "attention_memory_budget",
 )
 
 
@@ -97,6 +97,8 @@ def build_text_encoder(model_args):
         attention_dropout=a["attention_dropout"],
         activation=a["activation"],
         layer_norm_epsilon=a["layer_norm_epsilon"],
+        remat=a.get("remat", False),
+        attention_memory_budget=a.get("attention_memory_budget"),
         name="perceiver_encoder",
     )
     return preprocessor, encoder
@@ -136,6 +138,8 @@ class PerceiverMaskedLM(PerceiverTask):
         pad_id: the padding token id.
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         dropout, attention_dropout, layer_norm_epsilon: as in the layers.
+        remat, attention_memory_budget: gradient checkpointing of the latent
+            Transformer and the attention chunking budget (`PerceiverEncoder`).
 
     Example:
     >>> import numpy as np
@@ -185,6 +189,8 @@ class PerceiverMaskedLM(PerceiverTask):
         dropout=0.0,
         attention_dropout=0.0,
         layer_norm_epsilon=1e-5,
+        remat=False,
+        attention_memory_budget=None,
         **kwargs,
     ):
         args = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}

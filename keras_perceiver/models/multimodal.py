@@ -31,6 +31,7 @@ _CONFIG_KEYS = (
     "self_attention_widening_factor", "use_query_residual", "label_query_channels",
     "query_min_padding_size", "decoder_num_heads", "decoder_qk_channels", "decoder_v_channels",
     "decoder_widening_factor", "decoder_channels", "activation", "num_subsampled_points",
+    "remat", "attention_memory_budget",
 )
 
 
@@ -120,6 +121,8 @@ class PerceiverMultimodalAutoencoder(PerceiverTask):
             (`decoder_channels` is its final projection).
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         num_subsampled_points: optional `{"image": n, "audio": m}`, see above.
+        remat, attention_memory_budget: gradient checkpointing of the latent
+            Transformer and the attention chunking budget (`PerceiverEncoder`).
 
     Example:
     >>> import numpy as np
@@ -181,6 +184,8 @@ class PerceiverMultimodalAutoencoder(PerceiverTask):
         decoder_channels=512,
         activation="gelu_tanh",
         num_subsampled_points=None,
+        remat=False,
+        attention_memory_budget=None,
         **kwargs,
     ):
         height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -223,6 +228,7 @@ class PerceiverMultimodalAutoencoder(PerceiverTask):
             cross_attention_widening_factor=cross_attention_widening_factor,
             self_attention_widening_factor=self_attention_widening_factor,
             use_query_residual=use_query_residual, activation=activation,
+            remat=remat, attention_memory_budget=attention_memory_budget,
             name="encoder")
         parts.audio_queries = FourierPositionEncoding(
             (parts.num_audio_patches,), audio_num_bands, max_resolution=audio_resolution,
@@ -266,6 +272,8 @@ class PerceiverMultimodalAutoencoder(PerceiverTask):
 
         # === Config ===
         self.num_frames = num_frames
+        self.remat = remat
+        self.attention_memory_budget = attention_memory_budget
         self.image_size = image_size
         self.image_channels = image_channels
         self.patch_size = patch_size
