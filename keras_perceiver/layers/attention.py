@@ -10,6 +10,8 @@ import math
 import keras
 from keras import ops
 
+from keras_perceiver.layers.chunked_attention import choose_chunk_sizes
+from keras_perceiver.layers.chunked_attention import chunked_attention
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
 from keras_perceiver.layers.utils import validate_activation
@@ -35,6 +37,14 @@ class Attention(keras.layers.Layer):
     logits are filled with a large negative number, and query rows with no
     key to attend to are zeroed before the output projection (DeepMind).
 
+    Memory: when the float32 logits of one example (all heads) would exceed
+    `memory_budget` bytes, the layer computes the same result in chunks of
+    queries and keys with an online softmax (see
+    `keras_perceiver.layers.chunked_attention`), so a 1M-key cross-attention
+    runs in bounded memory. Chunking needs the query and key lengths known
+    when the layer is traced (always on JAX and PyTorch); with unknown
+    lengths, or with attention dropout in training, it uses the one-shot path.
+
     Args:
         num_heads: number of heads; must divide `qk_channels` and `v_channels`.
         qk_channels: query/key width. Defaults to the key/value input width.
@@ -42,6 +52,11 @@ class Attention(keras.layers.Layer):
         output_channels: output width. Defaults to `v_channels`.
         attention_dropout: dropout rate on the attention probabilities.
         kernel_initializer: initializer of the four projections.
+        query_chunk_size, key_chunk_size: fixed chunk lengths (None: chosen
+            from `memory_budget`; setting either one turns chunking on, the
+            other defaulting to the whole length).
+        memory_budget: bytes of float32 logits per example above which the
+            layer chunks automatically (None: 64 MiB).
 
     Example:
     >>> import numpy as np
@@ -58,6 +73,9 @@ class Attention(keras.layers.Layer):
         output_channels=None,
         attention_dropout=0.0,
         kernel_initializer="variance_scaling",
+        query_chunk_size=None,
+        key_chunk_size=None,
+        memory_budget=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -68,6 +86,17 @@ class Attention(keras.layers.Layer):
             if arg != "output_channels":
                 check_divisible(self, arg, value, "num_heads", num_heads)
         check_rate(self, "attention_dropout", attention_dropout)
+        for name, value in (("query_chunk_size", query_chunk_size),
+                            ("key_chunk_size", key_chunk_size),
+                            ("memory_budget", memory_budget)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(
+                    f"Attention: {name} must be None or a positive integer, "
+                    f"received {value!r}."
+                )
+        self.query_chunk_size = query_chunk_size
+        self.key_chunk_size = key_chunk_size
+        self.memory_budget = memory_budget
         self.num_heads = num_heads
         self.qk_channels = qk_channels
         self.v_channels = v_channels
@@ -136,23 +165,47 @@ class Attention(keras.layers.Layer):
         k = self._split_heads(self.key_dense(key_value), self._qk // self.num_heads)
         v = self._split_heads(self.value_dense(key_value), self._v // self.num_heads)
 
-        logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
-        logits = ops.cast(logits, "float32") / math.sqrt(self._qk // self.num_heads)
+        mask = None
         if attention_mask is not None:
             mask = ops.cast(attention_mask, "bool")
-            # Logits are float32 here, so DeepMind's -1e30 is safe under any policy.
-            logits = ops.where(mask[:, None, :, :], logits, -1e30)
-        weights = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
-        weights = self.dropout(weights, training=training)
-        heads = ops.matmul(weights, v)  # [B, H, T, dv]
+            if len(mask.shape) != 3:
+                raise ValueError(
+                    f"{self.name}: expected attention_mask of shape [batch, "
+                    f"queries, keys], received shape {tuple(mask.shape)}."
+                )
+        scale = 1.0 / math.sqrt(self._qk // self.num_heads)
+        chunks = self.chunk_sizes(q.shape[2], k.shape[2], training)
+        if chunks is not None:
+            heads = chunked_attention(q, k, v, mask, scale, *chunks, self.compute_dtype)
+        else:
+            logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
+            logits = ops.cast(logits, "float32") / math.sqrt(self._qk // self.num_heads)
+            if mask is not None:
+                # Logits are float32 here, so DeepMind's -1e30 is safe under any policy.
+                logits = ops.where(mask[:, None, :, :], logits, -1e30)
+            weights = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
+            weights = self.dropout(weights, training=training)
+            heads = ops.matmul(weights, v)  # [B, H, T, dv]
         heads = ops.transpose(heads, (0, 2, 1, 3))
         batch, length = ops.shape(heads)[0], ops.shape(heads)[1]
         merged = ops.reshape(heads, (batch, length, self._v))
-        if attention_mask is not None:
+        if mask is not None:
             # A query row with no visible key is zeroed, as in DeepMind's code.
             has_key = ops.any(mask, axis=-1, keepdims=True)
             merged = ops.where(has_key, merged, ops.zeros_like(merged))
         return self.output_dense(merged)
+
+    def chunk_sizes(self, num_queries, num_keys, training=None):
+        """`(query_chunk, key_chunk)` used for these lengths, or None (one shot)."""
+        if num_queries is None or num_keys is None:
+            return None
+        if training and self.attention_dropout > 0:
+            return None
+        if self.query_chunk_size is None and self.key_chunk_size is None:
+            return choose_chunk_sizes(
+                self.num_heads, num_queries, num_keys, self.memory_budget
+            )
+        return (self.query_chunk_size or num_queries, self.key_chunk_size or num_keys)
 
     def compute_output_shape(self, query_shape, key_value_shape=None, attention_mask_shape=None):
         kv = key_value_shape or query_shape
@@ -167,6 +220,9 @@ class Attention(keras.layers.Layer):
             output_channels=self.output_channels,
             attention_dropout=self.attention_dropout,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            query_chunk_size=self.query_chunk_size,
+            key_chunk_size=self.key_chunk_size,
+            memory_budget=self.memory_budget,
         )
         return config
 

@@ -36,6 +36,7 @@ class _AttentionBlock(keras.layers.Layer):
         activation="gelu_tanh",
         layer_norm_epsilon=1e-5,
         kernel_initializer="variance_scaling",
+        memory_budget=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -48,6 +49,7 @@ class _AttentionBlock(keras.layers.Layer):
         check_rate(self, "dropout", dropout)
         check_rate(self, "attention_dropout", attention_dropout)
         check_float(self, "layer_norm_epsilon", layer_norm_epsilon)
+        self.memory_budget = memory_budget
         self.num_heads = num_heads
         self.qk_channels = qk_channels
         self.v_channels = v_channels
@@ -73,6 +75,7 @@ class _AttentionBlock(keras.layers.Layer):
             output_channels=query_shape[-1],
             attention_dropout=self.attention_dropout,
             kernel_initializer=self.kernel_initializer,
+            memory_budget=self.memory_budget,
             dtype=self.dtype_policy,
             name="attention",
         )
@@ -109,6 +112,7 @@ class _AttentionBlock(keras.layers.Layer):
             activation=self.activation,
             layer_norm_epsilon=self.layer_norm_epsilon,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            memory_budget=self.memory_budget,
         )
         return config
 
@@ -132,6 +136,7 @@ class CrossAttention(_AttentionBlock):
         attention_dropout: dropout on the attention probabilities.
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (exact, transformers).
         layer_norm_epsilon: LayerNorm epsilon (1e-5 in both references).
+        memory_budget: the attention's chunking budget (see `Attention`).
 
     Example:
     >>> import numpy as np

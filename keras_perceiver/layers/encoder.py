@@ -41,6 +41,14 @@ class PerceiverEncoder(keras.layers.Layer):
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         layer_norm_epsilon: 1e-5 in both references.
         latent_initializer: initializer of the latent array.
+        remat: gradient checkpointing: each latent self-attention layer keeps
+            only its input for the backward pass and recomputes the rest
+            (`keras.remat`), trading ~1/3 more compute in training for
+            activation memory independent of the latent depth. Outputs and
+            gradients are unchanged.
+        attention_memory_budget: bytes of float32 attention logits per
+            example above which every attention chunks (see
+            `keras_perceiver.layers.Attention`; None: its default).
 
     Call with `inputs` `[B, M, C]` and an optional boolean `input_mask`
     `[B, M]` (`True` = real input); returns the latents `[B, N, D]`.
@@ -74,6 +82,8 @@ class PerceiverEncoder(keras.layers.Layer):
         layer_norm_epsilon=1e-5,
         latent_initializer=None,
         kernel_initializer="variance_scaling",
+        remat=False,
+        attention_memory_budget=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -101,6 +111,8 @@ class PerceiverEncoder(keras.layers.Layer):
         if qk_channels is None:
             check_divisible(self, "num_latent_channels", num_latent_channels,
                             "num_self_attention_heads", num_self_attention_heads)
+        self.remat = bool(remat)
+        self.attention_memory_budget = attention_memory_budget
         self.num_latents = num_latents
         self.num_latent_channels = num_latent_channels
         self.num_blocks = num_blocks
@@ -131,6 +143,7 @@ class PerceiverEncoder(keras.layers.Layer):
             activation=self.activation,
             layer_norm_epsilon=self.layer_norm_epsilon,
             kernel_initializer=self.kernel_initializer,
+            memory_budget=self.attention_memory_budget,
             dtype=self.dtype_policy,
         )
 
@@ -182,8 +195,13 @@ class PerceiverEncoder(keras.layers.Layer):
         z = self.cross_attention(latents, inputs, attention_mask=attention_mask, training=training)
         for _ in range(self.num_blocks):
             for layer in self.self_attends:
-                z = layer(z, training=training)
+                z = self._self_attend(layer, z, training)
         return z
+
+    def _self_attend(self, layer, z, training):
+        if not self.remat:
+            return layer(z, training=training)
+        return keras.remat(lambda x: layer(x, training=training))(z)
 
     def compute_output_shape(self, inputs_shape, input_mask_shape=None):
         return (inputs_shape[0], self.num_latents, self.num_latent_channels)
@@ -209,5 +227,7 @@ class PerceiverEncoder(keras.layers.Layer):
             layer_norm_epsilon=self.layer_norm_epsilon,
             latent_initializer=keras.initializers.serialize(self.latent_initializer),
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            remat=self.remat,
+            attention_memory_budget=self.attention_memory_budget,
         )
         return config

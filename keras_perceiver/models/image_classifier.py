@@ -59,6 +59,8 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         decoder_use_query_residual: DeepMind: off for learned, on otherwise.
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         dropout, attention_dropout: dropout rates.
+        remat, attention_memory_budget: gradient checkpointing of the latent
+            Transformer and the attention chunking budget (`PerceiverEncoder`).
 
     `compile()` defaults: `SparseCategoricalCrossentropy(from_logits=True)`
     on integer labels `[B]`; metrics `accuracy` and (more than 5 classes)
@@ -120,6 +122,8 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         activation="gelu_tanh",
         dropout=0.0,
         attention_dropout=0.0,
+        remat=False,
+        attention_memory_budget=None,
         **kwargs,
     ):
         cls = "PerceiverImageClassifier"
@@ -167,6 +171,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
             self_attention_widening_factor=self_attention_widening_factor,
             use_query_residual=use_query_residual, dropout=dropout,
             attention_dropout=attention_dropout, activation=activation, name="encoder",
+            remat=remat, attention_memory_budget=attention_memory_budget,
         )
         decoder = ClassificationDecoder(
             num_classes, num_query_channels or d_latents, num_heads=1,
@@ -181,6 +186,8 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         self.encoder = encoder
         self.decoder = decoder
         self.num_classes = num_classes
+        self.remat = remat
+        self.attention_memory_budget = attention_memory_budget
         self.image_shape = image_shape
         self.prep_type = prep_type
         self.stem_padding = stem_padding
@@ -235,6 +242,8 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
     def get_config(self):
         return {
             "name": self.name,
+            "remat": self.remat,
+            "attention_memory_budget": self.attention_memory_budget,
             "num_classes": self.num_classes,
             "image_shape": self.image_shape,
             "prep_type": self.prep_type,

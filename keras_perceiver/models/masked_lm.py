@@ -36,7 +36,7 @@ ENCODER_ARGS = (
     "num_cross_attention_heads", "qk_channels", "v_channels",
     "cross_attention_shape_for_attention", "cross_attention_widening_factor",
     "self_attention_widening_factor", "use_query_residual", "pad_id", "activation",
-    "dropout", "attention_dropout", "layer_norm_epsilon",
+    "dropout", "attention_dropout", "layer_norm_epsilon", "remat", "attention_memory_budget",
 )
 
 
@@ -121,6 +121,8 @@ def build_text_encoder(model_args):
         attention_dropout=a["attention_dropout"],
         activation=a["activation"],
         layer_norm_epsilon=a["layer_norm_epsilon"],
+        remat=a.get("remat", False),
+        attention_memory_budget=a.get("attention_memory_budget"),
         name="perceiver_encoder",
     )
     return preprocessor, encoder
@@ -181,6 +183,8 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
         pad_id: the padding token id.
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         dropout, attention_dropout, layer_norm_epsilon: as in the layers.
+        remat, attention_memory_budget: gradient checkpointing of the latent
+            Transformer and the attention chunking budget (`PerceiverEncoder`).
 
     `compile()` defaults: `SparseCategoricalCrossentropy(from_logits=True)`
     on the original token ids `[B, max_length]`, and a weighted `accuracy`
@@ -238,6 +242,8 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
         dropout=0.0,
         attention_dropout=0.0,
         layer_norm_epsilon=1e-5,
+        remat=False,
+        attention_memory_budget=None,
         **kwargs,
     ):
         args = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}

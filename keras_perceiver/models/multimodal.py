@@ -33,6 +33,7 @@ _CONFIG_KEYS = (
     "self_attention_widening_factor", "use_query_residual", "label_query_channels",
     "query_min_padding_size", "decoder_num_heads", "decoder_qk_channels", "decoder_v_channels",
     "decoder_widening_factor", "decoder_channels", "activation", "num_subsampled_points",
+    "remat", "attention_memory_budget",
 )
 
 
@@ -122,6 +123,8 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
             (`decoder_channels` is its final projection).
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         num_subsampled_points: optional `{"image": n, "audio": m}`, see above.
+        remat, attention_memory_budget: gradient checkpointing of the latent
+            Transformer and the attention chunking budget (`PerceiverEncoder`).
 
     `output_names` are the modalities (`["audio", "image", "label"]`).
     `compile()` defaults: the paper's loss `0.03 * L1(image) + 1 * L1(audio)
@@ -193,6 +196,8 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
         decoder_channels=512,
         activation="gelu_tanh",
         num_subsampled_points=None,
+        remat=False,
+        attention_memory_budget=None,
         **kwargs,
     ):
         cls = "PerceiverMultimodalAutoencoder"
@@ -257,6 +262,7 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
             cross_attention_widening_factor=cross_attention_widening_factor,
             self_attention_widening_factor=self_attention_widening_factor,
             use_query_residual=use_query_residual, activation=activation,
+            remat=remat, attention_memory_budget=attention_memory_budget,
             name="encoder")
         parts.audio_queries = FourierPositionEncoding(
             (parts.num_audio_patches,), audio_num_bands, max_resolution=audio_resolution,
@@ -303,6 +309,8 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
 
         # === Config ===
         self.num_frames = num_frames
+        self.remat = remat
+        self.attention_memory_budget = attention_memory_budget
         self.image_size = image_size
         self.image_channels = image_channels
         self.patch_size = patch_size

@@ -104,6 +104,8 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
         flow_scale_factor: then multiplied by this (20) to give pixels.
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         dropout: dropout rate of the attention blocks.
+        remat, attention_memory_budget: gradient checkpointing of the latent
+            Transformer and the attention chunking budget (`PerceiverEncoder`).
 
     `compile()` defaults: the end-point error in pixels
     (`keras_perceiver.losses.EndPointError`, targets `[B, H, W, 2]`) as loss
@@ -156,6 +158,8 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
         flow_scale_factor=20.0,
         activation="gelu_tanh",
         dropout=0.0,
+        remat=False,
+        attention_memory_budget=None,
         **kwargs,
     ):
         validation.check_model_kwargs(type(self), kwargs)
@@ -192,6 +196,7 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
             self_attention_widening_factor=self_attention_widening_factor,
             use_query_residual=use_query_residual, dropout=dropout,
             activation=activation, name="perceiver_encoder",
+            remat=remat, attention_memory_budget=attention_memory_budget,
         )
         decoder = BasicDecoder(
             output_num_channels=2, position_encoding_type="none",
@@ -212,6 +217,8 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
         self.encoder = encoder
         self.decoder = decoder
         self.image_shape = image_shape
+        self.remat = remat
+        self.attention_memory_budget = attention_memory_budget
         self.num_latents = num_latents
         self.num_latent_channels = num_latent_channels
         self.num_blocks = num_blocks
@@ -238,6 +245,8 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
     def get_config(self):
         return {
             "name": self.name,
+            "remat": self.remat,
+            "attention_memory_budget": self.attention_memory_budget,
             "image_shape": self.image_shape,
             "num_latents": self.num_latents,
             "num_latent_channels": self.num_latent_channels,

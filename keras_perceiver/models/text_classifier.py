@@ -115,6 +115,8 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
         dropout=0.0,
         attention_dropout=0.0,
         layer_norm_epsilon=1e-5,
+        remat=False,
+        attention_memory_budget=None,
         **kwargs,
     ):
         tasks = _check_tasks(tasks)

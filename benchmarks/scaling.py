@@ -1,0 +1,51 @@
+"""Scaling in the input size M at fixed latents, beside a plain Transformer.
+
+`python -m benchmarks.scaling '<json spec>'` measures one point in a fresh
+process and prints one JSON line: forward seconds and peak RSS of a Perceiver
+encoder (cross-attention into `num_latents` latents + latent self-attention)
+or of a plain Transformer encoder layer of the same width over all M tokens
+(its attention is M x M: quadratic).
+"""
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from benchmarks.worker import peak_rss_gb  # noqa: E402
+
+
+def measure(spec):
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_perceiver.layers import PerceiverEncoder
+    from keras_perceiver.layers import SelfAttention
+
+    m, width = spec["inputs"], spec["width"]
+    x = np.random.default_rng(0).normal(size=(1, m, width)).astype("float32")
+    if spec["model"] == "perceiver":
+        layer = PerceiverEncoder(
+            num_latents=spec["latents"], num_latent_channels=width,
+            num_self_attends_per_block=spec["layers"], num_self_attention_heads=4,
+            attention_memory_budget=spec.get("budget"),
+        )
+    else:
+        # A plain Transformer encoder over the M inputs: one-shot M x M logits
+        # unless the memory budget chunks them (still quadratic time).
+        layer = SelfAttention(num_heads=4, memory_budget=spec.get("budget"))
+    fn = tf.function(lambda t: layer(t))
+    start = time.perf_counter()
+    fn(x).numpy()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    fn(x).numpy()
+    return {"seconds": time.perf_counter() - start, "first_seconds": first,
+            "peak_rss_gb": peak_rss_gb()}
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(json.loads(sys.argv[1]))))

@@ -1,0 +1,147 @@
+"""One benchmark measurement in a fresh process; prints one JSON line.
+
+`python -m benchmarks.worker '<json spec>'`, spec keys: role ("prepare",
+"keras", "transformers", "matmul"), workload, quick, batch, mode ("forward" or
+"train"), remat, dir (where "prepare" saved both frameworks' weights),
+repeats. Peak RSS is this process's `ru_maxrss` (everything it loaded).
+"""
+
+import json
+import os
+import resource
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def peak_rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def timed(fn, repeats):
+    fn()  # warm-up: tracing, compilation, allocation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def prepare(spec):
+    """Random transformers model (seeded) -> save_pretrained + our converted preset."""
+    import torch
+    import transformers
+
+    from benchmarks.workloads import workload
+    from keras_perceiver import convert
+
+    w = workload(spec["workload"], spec["quick"])
+    torch.manual_seed(0)
+    model = getattr(transformers, w["cls"])(transformers.PerceiverConfig(**w["config"])).eval()
+    model.save_pretrained(os.path.join(spec["dir"], "transformers"))
+    convert.from_transformers(model).save_to_preset(os.path.join(spec["dir"], "keras"))
+    return {"params": sum(p.numel() for p in model.parameters())}
+
+
+def keras_flops(model, x):
+    """Float ops of one forward (TF graph profiler: matmuls, convs; 2 per MAC)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    fn = tf.function(lambda t: model(t, training=False))
+    concrete = fn.get_concrete_function(tf.TensorSpec(x.shape, x.dtype))
+    graph = convert_variables_to_constants_v2(concrete).graph
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    info = tf.compat.v1.profiler.profile(graph=graph, options=opts)
+    return float(info.total_float_ops)
+
+
+def run_keras(spec):
+    import keras
+
+    from benchmarks.workloads import inputs
+    from benchmarks.workloads import train_labels
+    from benchmarks.workloads import workload
+    from keras_perceiver.models.task import PerceiverTask
+
+    w = workload(spec["workload"], spec["quick"])
+    overrides = {"remat": True} if spec.get("remat") else {}
+    model = PerceiverTask.from_preset(os.path.join(spec["dir"], "keras"), **overrides)
+    x = inputs(spec["workload"], w["config"], spec["batch"], "keras")
+    result = {}
+    if spec["mode"] == "forward":
+        import tensorflow as tf
+
+        call = tf.function(lambda t: model(t, training=False))
+        result["seconds"] = timed(lambda: call(x).numpy(), spec["repeats"])
+        result["flops"] = keras_flops(model, x)
+    else:
+        y = train_labels(spec["workload"], w["config"], spec["batch"])
+        model.compile(optimizer=keras.optimizers.AdamW(1e-4),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        result["seconds"] = timed(lambda: model.train_on_batch(x, y), spec["repeats"])
+        result["flops"] = 3 * keras_flops(model, x)
+    result["peak_rss_gb"] = peak_rss_gb()
+    return result
+
+
+def run_transformers(spec):
+    import torch
+    import transformers
+
+    from benchmarks.workloads import inputs
+    from benchmarks.workloads import train_labels
+    from benchmarks.workloads import workload
+
+    torch.set_num_threads(os.cpu_count())
+    w = workload(spec["workload"], spec["quick"])
+    model = getattr(transformers, w["cls"]).from_pretrained(os.path.join(spec["dir"], "transformers"))
+    x = {k: torch.from_numpy(v) for k, v in inputs(spec["workload"], w["config"], spec["batch"],
+                                                    "transformers").items()}
+    if spec["mode"] == "forward":
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                return model(**x).logits.numpy()
+    else:
+        model.train()
+        if spec.get("remat"):
+            return {"skipped": "transformers' Perceiver has no gradient checkpointing"}
+        labels = torch.from_numpy(train_labels(spec["workload"], w["config"], spec["batch"]).astype("int64"))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad()
+            logits = model(**x).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+            loss.backward()
+            optimizer.step()
+    seconds = timed(step, spec["repeats"])
+    return {"seconds": seconds, "peak_rss_gb": peak_rss_gb()}
+
+
+def matmul_rate(spec):
+    """fp32 GFLOP/s of a square matmul on TensorFlow (the roofline)."""
+    import numpy as np
+    import tensorflow as tf
+
+    n = 512 if spec["quick"] else 2048
+    a = tf.constant(np.random.default_rng(0).normal(size=(n, n)).astype("float32"))
+    fn = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
+    seconds = timed(lambda: fn().numpy(), 3 if spec["quick"] else 5)
+    return {"gflops": 2 * n**3 / seconds / 1e9}
+
+
+ROLES = {"prepare": prepare, "keras": run_keras, "transformers": run_transformers,
+         "matmul": matmul_rate}
+
+if __name__ == "__main__":
+    spec = json.loads(sys.argv[1])
+    print(json.dumps(ROLES[spec["role"]](spec)))

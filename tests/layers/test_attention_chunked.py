@@ -1,0 +1,235 @@
+"""Chunked (online-softmax) attention equals one-shot attention, masks included."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+from keras import ops
+
+from keras_perceiver.layers import Attention
+from keras_perceiver.layers.chunked_attention import choose_chunk_sizes
+from tests.layers.test_attention import numpy_attention
+
+# JAX compiles every scan it meets eagerly: fewer random examples there.
+EXAMPLES = 3 if keras.backend.backend() == "jax" else 8
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def pair(num_heads, q_in, kv_in, **chunking):
+    """A one-shot layer and a chunked layer with the same weights."""
+    kwargs = dict(num_heads=num_heads, qk_channels=4 * num_heads, v_channels=2 * num_heads)
+    plain = Attention(**kwargs)
+    chunked = Attention(**kwargs, **chunking)
+    plain(q_in, kv_in)
+    chunked(q_in, kv_in)
+    chunked.set_weights(plain.get_weights())
+    return plain, chunked
+
+
+def input_gradients(layer, q_in, kv_in, mask, cotangent):
+    """d sum(layer(q, kv) * cotangent) / d(q, kv), on the current backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        q, kv = tf.constant(q_in), tf.constant(kv_in)
+        with tf.GradientTape() as tape:
+            tape.watch([q, kv])
+            loss = tf.reduce_sum(layer(q, kv, attention_mask=mask) * cotangent)
+        return [g.numpy() for g in tape.gradient(loss, [q, kv])]
+    if backend == "jax":
+        import jax
+
+        def loss(q, kv):
+            return (layer(q, kv, attention_mask=mask) * cotangent).sum()
+
+        return [np.asarray(g) for g in jax.grad(loss, argnums=(0, 1))(q_in, kv_in)]
+    import torch
+
+    q = torch.tensor(q_in, requires_grad=True)
+    kv = torch.tensor(kv_in, requires_grad=True)
+    (layer(q, kv, attention_mask=mask) * torch.tensor(cotangent)).sum().backward()
+    return [q.grad.numpy(), kv.grad.numpy()]
+
+
+def make_mask(rng, kind, batch, queries, keys):
+    if kind == "none":
+        return None
+    mask = rng.random((batch, queries, keys)) > 0.5
+    if kind == "empty_row":
+        mask[0, queries // 2] = False  # a query that sees no key: zeroed
+    return mask
+
+
+def check_parity(rng, batch, heads, queries, keys, mask_kind, gradients=True, **chunking):
+    q_in = rng.normal(size=(batch, queries, 3)).astype("float32")
+    kv_in = rng.normal(size=(batch, keys, 5)).astype("float32")
+    mask = make_mask(rng, mask_kind, batch, queries, keys)
+    plain, chunked = pair(heads, q_in, kv_in, **chunking)
+    assert chunked.chunk_sizes(queries, keys) is not None
+    expected = ops.convert_to_numpy(plain(q_in, kv_in, attention_mask=mask))
+    got = ops.convert_to_numpy(chunked(q_in, kv_in, attention_mask=mask))
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, numpy_attention(plain, q_in, kv_in, mask), atol=1e-5)
+    if mask is not None and mask_kind == "empty_row":
+        bias = ops.convert_to_numpy(chunked.output_dense.bias)
+        np.testing.assert_array_equal(got[0, queries // 2], bias)
+    if gradients:
+        cotangent = rng.normal(size=expected.shape).astype("float32")
+        want = input_gradients(plain, q_in, kv_in, mask, cotangent)
+        for g, w in zip(input_gradients(chunked, q_in, kv_in, mask, cotangent), want):
+            np.testing.assert_allclose(g, w, atol=1e-5, rtol=0)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
+@given(
+    batch=st.integers(1, 2),
+    heads=st.integers(1, 2),
+    queries=st.integers(1, 9),
+    keys=st.integers(1, 17),
+    mask_kind=st.sampled_from(["none", "random", "empty_row"]),
+    data=st.data(),
+)
+def test_chunked_equals_unchunked_random(batch, heads, queries, keys, mask_kind, data):
+    query_chunk = data.draw(st.integers(1, queries + 2), label="query_chunk")
+    key_chunk = data.draw(st.integers(1, keys + 2), label="key_chunk")
+    check_parity(
+        np.random.default_rng(queries * 31 + keys), batch, heads, queries, keys, mask_kind,
+        query_chunk_size=query_chunk, key_chunk_size=key_chunk,
+    )
+
+
+@pytest.mark.parametrize("key_chunk", range(1, 9))
+def test_every_key_chunk_size(rng, key_chunk):
+    # 7 keys: chunks of 1..8, most of which leave a ragged last chunk.
+    check_parity(rng, 2, 2, 5, 7, "empty_row", gradients=key_chunk == 3,
+                 query_chunk_size=2, key_chunk_size=key_chunk)
+
+
+@pytest.mark.parametrize("query_chunk", range(1, 7))
+def test_every_query_chunk_size(rng, query_chunk):
+    check_parity(rng, 1, 2, 5, 7, "random", gradients=query_chunk == 4,
+                 query_chunk_size=query_chunk, key_chunk_size=3)
+
+
+def test_memory_budget_chooses_chunks_and_keeps_small_inputs_whole(rng):
+    assert choose_chunk_sizes(8, 256, 2048) is None  # 16 MiB: one shot
+    assert choose_chunk_sizes(1, 2048, 182528) == (2048, 8192)  # flow encoder
+    assert choose_chunk_sizes(1, 182528, 2048) == (8192, 2048)  # flow decoder
+    assert choose_chunk_sizes(1, 512, None) is None  # length unknown
+    layer = Attention(num_heads=1, memory_budget=4 * 4 * 6)
+    assert layer.chunk_sizes(4, 6) is None
+    assert layer.chunk_sizes(5, 6) is not None
+    check_parity(rng, 2, 2, 9, 40, "random", memory_budget=4 * 2 * 9 * 8)
+
+
+def test_chunking_config_round_trip():
+    layer = Attention(num_heads=2, query_chunk_size=3, key_chunk_size=5, memory_budget=1024)
+    config = layer.get_config()
+    assert (config["query_chunk_size"], config["key_chunk_size"], config["memory_budget"]) == (3, 5, 1024)
+    assert Attention.from_config(config).get_config() == config
+    with pytest.raises(ValueError, match="key_chunk_size must be None or a positive integer"):
+        Attention(key_chunk_size=0)
+
+
+def test_chunked_attention_keeps_float32_softmax_under_mixed_precision(rng):
+    keras.config.set_dtype_policy("mixed_float16")
+    q_in = rng.normal(size=(1, 6, 3)).astype("float32")
+    kv_in = rng.normal(size=(1, 50, 5)).astype("float32")
+    layer = Attention(num_heads=1, query_chunk_size=4, key_chunk_size=16)
+    layer(q_in, kv_in)
+    # Logits of ~1e5 overflow float16, but not the float32 softmax.
+    big = [w * 60 if w.ndim == 2 and i < 2 else w for i, w in enumerate(layer.get_weights())]
+    layer.set_weights(big)
+    out = ops.convert_to_numpy(ops.cast(layer(q_in, kv_in), "float32"))
+    assert np.all(np.isfinite(out))
+
+
+def _chunk_model(chunking):
+    x = keras.Input((6, 3))
+    y = keras.layers.Dense(5)(x)
+    h = Attention(num_heads=2, qk_channels=4, name="attention", **chunking)(x, y)
+    return keras.Model(x, keras.layers.Dense(1)(h))
+
+
+def test_chunked_attention_trains_like_unchunked_in_fit(rng):
+    x = rng.normal(size=(4, 6, 3)).astype("float32")
+    y = rng.normal(size=(4, 6, 1)).astype("float32")
+    plain = _chunk_model({})
+    chunked = _chunk_model(dict(query_chunk_size=4, key_chunk_size=4))
+    chunked.set_weights(plain.get_weights())
+    for model in (plain, chunked):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(plain.get_weights(), chunked.get_weights()):
+        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    assert not np.allclose(plain.get_weights()[0], _chunk_model({}).get_weights()[0])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel: TF")
+def test_chunked_attention_in_exported_saved_model(rng, tmp_path):
+    import tensorflow as tf
+
+    model = _chunk_model(dict(query_chunk_size=4, key_chunk_size=4))
+    x = rng.normal(size=(3, 6, 3)).astype("float32")
+    expected = ops.convert_to_numpy(model(x))
+    model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "sm"))
+    np.testing.assert_allclose(served.serve(x).numpy(), expected, atol=1e-6)
+    graph = served.serve.get_concrete_function(tf.TensorSpec((None, 6, 3))).graph
+    ops_used = {n.op for n in graph.as_graph_def().node}
+    ops_used |= {n.op for f in graph.as_graph_def().library.function for n in f.node_def}
+    assert "StatelessWhile" in ops_used or "While" in ops_used
+
+
+ENCODER_SCRIPT = """
+import json, resource
+import numpy as np, keras
+from keras_perceiver.layers import PerceiverEncoder
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def encoder(budget):
+    return PerceiverEncoder(num_latents=256, num_latent_channels=32, num_self_attends_per_block=1,
+                            num_self_attention_heads=1, attention_memory_budget=budget)
+chunked, unchunked = encoder(8 * 2**20), encoder(2**40)
+inputs = np.random.default_rng(0).normal(size=(1, 200_000, 8)).astype("float32")
+for layer in (chunked, unchunked):
+    keras.ops.convert_to_numpy(layer(inputs[:, :1000]))
+report = {"chunk_sizes": chunked.cross_attention.attention.chunk_sizes(256, 200_000)}
+# Peak RSS only grows: the chunked forward runs first, and the unchunked one's
+# growth is measured above the chunked peak (an underestimate).
+for name, layer in (("chunked", chunked), ("unchunked", unchunked)):
+    before = peak_mb()
+    out = keras.ops.convert_to_numpy(layer(inputs))
+    report[name] = peak_mb() - before
+    report[name + "_finite"] = bool(np.isfinite(out).all())
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="one subprocess measurement (TensorFlow) is enough; parity runs everywhere",
+)
+def test_200k_input_encoder_forward_fits_a_memory_limit_unchunked_exceeds():
+    # One-shot logits of 256 latents x 200k inputs are 205 MB (float32), and the
+    # softmax holds a few such arrays; 8 MiB chunks hold a few MB at a time.
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    result = subprocess.run(
+        [sys.executable, "-c", ENCODER_SCRIPT],
+        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["chunk_sizes"] is not None
+    assert report["chunked_finite"] and report["unchunked_finite"]
+    limit_mb = 200
+    assert report["chunked"] < limit_mb < report["unchunked"], report

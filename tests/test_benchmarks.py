@@ -1,0 +1,35 @@
+"""The benchmark harness runs end to end (`--quick`); no timing assertions."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(args, tmp_path, timeout):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    return subprocess.run([sys.executable, "-m"] + args, cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_quick_benchmark_prints_its_table(tmp_path):
+    output = tmp_path / "RESULTS.md"
+    result = run_module(["benchmarks.run", "--quick", "--output", str(output)], tmp_path, 900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout
+    assert "| workload | mode | batch | ours (s) | transformers (s) |" in table
+    for desc in ("MLM, 2048 bytes", "ImageNet learned", "ImageNet Fourier",
+                 "ImageNet conv", "optical flow"):
+        assert desc in table
+    assert "train (remat)" in table
+    assert "log-log slope of time in M, perceiver" in table
+    assert "exit " not in table and "timeout" not in table, table
+    assert output.read_text().strip() in table
+
+
+def test_gpu_script_runs_tiny_on_cpu(tmp_path):
+    result = run_module(["benchmarks.gpu", "--tiny"], tmp_path, 600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MLM MFU" in result.stdout and "flow forward, batch 8" in result.stdout
