@@ -35,6 +35,7 @@ def optical_flow_from_transformers(config, class_name, source):
         # transformers fixes both at 64 (PerceiverForOpticalFlow.__init__).
         num_patch_channels=64 if patch_weight is None else int(patch_weight.shape[0]),
         num_bands=64,
+        fourier_rounding="transformers",
     )
     assign_dense(
         model.preprocessor.patches_linear, source,

@@ -70,6 +70,7 @@ def multimodal_from_transformers(config, class_name, source):
         audio_samples=config["num_frames"] * config["audio_samples_per_frame"],
         samples_per_patch=config["samples_per_patch"],
         audio_num_bands=192,
+        fourier_rounding="transformers",
         num_classes=num_classes,
         input_min_padding_size=4,
         num_latent_channels=config["d_latents"],

@@ -40,10 +40,11 @@ _TRANSFORMERS_CLASSES = {
     "PerceiverForImageClassificationLearned": (
         "learned", dict(prep_channels=256, position_channels=256, project_pos_dim=256)),
     "PerceiverForImageClassificationFourier": (
-        "fourier", dict(num_bands=64, max_resolution=(224, 224))),
+        "fourier", dict(num_bands=64, max_resolution=(224, 224),
+                        fourier_rounding="transformers")),
     "PerceiverForImageClassificationConvProcessing": (
         "conv", dict(num_bands=64, max_resolution=(56, 56), prep_channels=64,
-                     stem_padding="transformers")),
+                     stem_padding="transformers", fourier_rounding="transformers")),
 }
 
 _HAIKU_PREP = "image_preprocessor"

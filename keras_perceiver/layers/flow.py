@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from keras_perceiver.layers.position_encoding import FourierPositionEncoding
+from keras_perceiver.layers.position_encoding import check_rounding
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
 from keras_perceiver.layers.validation import check_int
@@ -77,6 +78,7 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
         num_channels: width of the patch projection (64).
         num_bands: Fourier bands per dimension (64).
         max_resolution: Fourier max resolution; defaults to `image_shape`.
+        fourier_rounding: `FourierPositionEncoding`'s `rounding`.
         num_frames, frame_channels: frames per example and colour channels.
 
     Call with `frames` `[B, num_frames, H, W, frame_channels]`.
@@ -90,7 +92,7 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
 
     def __init__(self, image_shape, num_channels=64, num_bands=64, max_resolution=None,
                  num_frames=2, frame_channels=3, kernel_initializer="variance_scaling",
-                 **kwargs):
+                 fourier_rounding="exact", **kwargs):
         super().__init__(**kwargs)
         self.image_shape = check_ints(self, "image_shape", image_shape)
         if len(self.image_shape) != 2:
@@ -102,6 +104,7 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
         self.max_resolution = tuple(max_resolution) if max_resolution else None
         self.num_frames = check_int(self, "num_frames", num_frames)
         self.frame_channels = check_int(self, "frame_channels", frame_channels)
+        self.fourier_rounding = check_rounding(self.__class__.__name__, fourier_rounding)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     @property
@@ -127,7 +130,8 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
         self.patches_linear.build((None, None, patch_channels))
         self.position_encoding = FourierPositionEncoding(
             self.image_shape, self.num_bands, max_resolution=self.max_resolution,
-            concat_pos=True, sine_only=False, dtype=self.dtype_policy,
+            concat_pos=True, sine_only=False, rounding=self.fourier_rounding,
+            dtype=self.dtype_policy,
             name="position_encoding",
         )
         self.built = True
@@ -156,5 +160,6 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
             num_frames=self.num_frames,
             frame_channels=self.frame_channels,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            fourier_rounding=self.fourier_rounding,
         )
         return config

@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from keras_perceiver.layers.position_encoding import FourierPositionEncoding
+from keras_perceiver.layers.position_encoding import check_rounding
 from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
@@ -226,6 +227,7 @@ class ImagePreprocessor(keras.layers.Layer):
         position_encoding_type: `"fourier"` or `"trainable"`.
         num_bands, max_resolution, concat_pos, sine_only: Fourier options;
             `max_resolution` defaults to the token grid.
+        fourier_rounding: `FourierPositionEncoding`'s `rounding`.
         position_channels: width of a trainable encoding.
         project_pos_dim: if > 0, `Dense(project_pos_dim)` on the encoding.
         concat_or_add_pos: `"concat"` or `"add"`.
@@ -240,7 +242,7 @@ class ImagePreprocessor(keras.layers.Layer):
     def __init__(self, prep_type="conv", spatial_downsample=None, temporal_downsample=1,
                  num_channels=64, conv_after_patching=False, stem_padding="deepmind",
                  position_encoding_type="fourier", num_bands=64, max_resolution=None,
-                 concat_pos=True, sine_only=False, position_channels=None,
+                 concat_pos=True, sine_only=False, fourier_rounding="exact", position_channels=None,
                  project_pos_dim=-1, concat_or_add_pos="concat",
                  position_initializer=None, kernel_initializer="variance_scaling", **kwargs):
         super().__init__(**kwargs)
@@ -274,6 +276,7 @@ class ImagePreprocessor(keras.layers.Layer):
         self.max_resolution = tuple(max_resolution) if max_resolution else None
         self.concat_pos = concat_pos
         self.sine_only = sine_only
+        self.fourier_rounding = check_rounding(name, fourier_rounding)
         self.position_channels = position_channels
         self.project_pos_dim = project_pos_dim
         self.concat_or_add_pos = concat_or_add_pos
@@ -346,7 +349,7 @@ class ImagePreprocessor(keras.layers.Layer):
             self.position_encoding = FourierPositionEncoding(
                 self.index_dims, self.num_bands, max_resolution=self.max_resolution,
                 concat_pos=self.concat_pos, sine_only=self.sine_only,
-                dtype=self.dtype_policy, name="position_encoding",
+                rounding=self.fourier_rounding, dtype=self.dtype_policy, name="position_encoding",
             )
             pos_channels = self.position_encoding.num_channels
         else:
@@ -415,7 +418,8 @@ class ImagePreprocessor(keras.layers.Layer):
             conv_after_patching=self.conv_after_patching, stem_padding=self.stem_padding,
             position_encoding_type=self.position_encoding_type, num_bands=self.num_bands,
             max_resolution=self.max_resolution, concat_pos=self.concat_pos,
-            sine_only=self.sine_only, position_channels=self.position_channels,
+            sine_only=self.sine_only, fourier_rounding=self.fourier_rounding,
+            position_channels=self.position_channels,
             project_pos_dim=self.project_pos_dim, concat_or_add_pos=self.concat_or_add_pos,
             position_initializer=keras.initializers.serialize(self.position_initializer),
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),

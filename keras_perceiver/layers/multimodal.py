@@ -18,6 +18,7 @@ from keras import ops
 
 from keras_perceiver.layers.image import SpaceToDepth
 from keras_perceiver.layers.position_encoding import FourierPositionEncoding
+from keras_perceiver.layers.position_encoding import check_rounding
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
 from keras_perceiver.layers.validation import check_int
@@ -49,6 +50,7 @@ class VideoPreprocessor(keras.layers.Layer):
         num_bands: Fourier bands per grid dimension.
         max_resolution: Fourier maximum resolution, one entry per dimension.
         concat_pos, sine_only: Fourier options.
+        fourier_rounding: `FourierPositionEncoding`'s `rounding`.
 
     Returns `[B, T/pt * H/p * W/p, pt*p*p*C + fourier channels]`.
 
@@ -60,7 +62,8 @@ class VideoPreprocessor(keras.layers.Layer):
     """
 
     def __init__(self, patch_size=4, temporal_patch_size=1, num_bands=32,
-                 max_resolution=None, concat_pos=True, sine_only=False, **kwargs):
+                 max_resolution=None, concat_pos=True, sine_only=False,
+                 fourier_rounding="exact", **kwargs):
         super().__init__(**kwargs)
         self.patch_size = check_int(self, "patch_size", patch_size)
         self.temporal_patch_size = check_int(self, "temporal_patch_size", temporal_patch_size)
@@ -68,6 +71,7 @@ class VideoPreprocessor(keras.layers.Layer):
         self.max_resolution = tuple(max_resolution) if max_resolution else None
         self.concat_pos = concat_pos
         self.sine_only = sine_only
+        self.fourier_rounding = check_rounding(self.__class__.__name__, fourier_rounding)
 
     def build(self, video_shape):
         check_rank(self, "video", video_shape, 5)
@@ -92,7 +96,7 @@ class VideoPreprocessor(keras.layers.Layer):
         self.position_encoding = FourierPositionEncoding(
             self.grid, self.num_bands, max_resolution=self.max_resolution,
             concat_pos=self.concat_pos, sine_only=self.sine_only,
-            dtype=self.dtype_policy, name="position_encoding",
+            rounding=self.fourier_rounding, dtype=self.dtype_policy, name="position_encoding",
         )
         self.built = True
 
@@ -119,6 +123,7 @@ class VideoPreprocessor(keras.layers.Layer):
             max_resolution=self.max_resolution,
             concat_pos=self.concat_pos,
             sine_only=self.sine_only,
+            fourier_rounding=self.fourier_rounding,
         )
         return config
 
@@ -140,13 +145,14 @@ class AudioPreprocessor(keras.layers.Layer):
     """
 
     def __init__(self, samples_per_patch=16, num_bands=192, max_resolution=None,
-                 concat_pos=True, sine_only=False, **kwargs):
+                 concat_pos=True, sine_only=False, fourier_rounding="exact", **kwargs):
         super().__init__(**kwargs)
         self.samples_per_patch = check_int(self, "samples_per_patch", samples_per_patch)
         self.num_bands = check_int(self, "num_bands", num_bands)
         self.max_resolution = tuple(max_resolution) if max_resolution else None
         self.concat_pos = concat_pos
         self.sine_only = sine_only
+        self.fourier_rounding = check_rounding(self.__class__.__name__, fourier_rounding)
 
     def build(self, audio_shape):
         check_rank(self, "audio", audio_shape, 3)
@@ -162,7 +168,7 @@ class AudioPreprocessor(keras.layers.Layer):
         self.position_encoding = FourierPositionEncoding(
             (self.num_patches,), self.num_bands, max_resolution=self.max_resolution,
             concat_pos=self.concat_pos, sine_only=self.sine_only,
-            dtype=self.dtype_policy, name="position_encoding",
+            rounding=self.fourier_rounding, dtype=self.dtype_policy, name="position_encoding",
         )
         self.built = True
 
@@ -187,6 +193,7 @@ class AudioPreprocessor(keras.layers.Layer):
             max_resolution=self.max_resolution,
             concat_pos=self.concat_pos,
             sine_only=self.sine_only,
+            fourier_rounding=self.fourier_rounding,
         )
         return config
 

@@ -3,10 +3,25 @@
 Fourier features are separable: the features of a grid point are the
 concatenation of per-dimension features. So each dimension's table (raw
 position, sines, cosines; `index_dims[d] x num_bands`) is computed once in
-float64 NumPy and rounded to float32, and any grid, full or subsampled, is
-assembled from those small tables by broadcasting or gathering. This is exact
-to float32 rounding on every backend (JAX included, which has no float64 by
-default) and never materialises a huge constant in an exported graph.
+NumPy, and any grid, full or subsampled, is assembled from those small tables
+by broadcasting or gathering. The tables are identical on every backend and no
+huge constant ever lands in an exported graph.
+
+How the tables are rounded (`rounding`) matters at full size: angles reach
+`pi * 15360` for the multimodal audio, where one float32 ulp of a position or
+an angle moves a feature by ~1e-2, and released checkpoints were trained on
+their code's float32 features (REFERENCE.md section 2, bit-level note):
+- `"exact"`: positions, bands and angles in float64, rounded once at the end.
+- `"deepmind"`: JAX/XLA float32 as DeepMind's jitted code computes it:
+  `linspace(a, b, n)[i] = a * (1 - i*r) + i * fl(b*r)` with `r = fl(1/(n-1))`
+  (XLA reassociates `b * (i*r)`), the last point `b`; subsampled positions
+  `-1 + (2i) * fl(1/n)`, each operation rounded (XLA folds them as constants).
+- `"transformers"`: torch float32: `torch.linspace` (`a + i*step` for the
+  first half, `b - (n-1-i)*step` for the rest, each a fused multiply-add,
+  `step = fl((b-a)/(n-1))`); subsampled positions `-1 + fl(2i / n)`.
+Both float32 codes then take the angle `fl(fl32(pi) * fl(pos * freq))`; its
+sine and cosine are evaluated in float64 and rounded once (the references'
+float32 `sin` is within 1 ulp of that).
 """
 
 import math
@@ -37,6 +52,71 @@ def _check_indices(layer, inputs, indices, num_positions, training):
         check_same_batch(layer, inputs=inputs.shape, indices=indices.shape)
     if should_check_values(indices, training):
         check_index_range(layer, "indices", indices, num_positions)
+
+
+ROUNDINGS = ("exact", "deepmind", "transformers")
+_F32 = np.float32
+
+
+def check_rounding(owner, rounding):
+    """`rounding` if it is one of `ROUNDINGS`, else a ValueError naming `owner`."""
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"{owner}: Fourier rounding must be one of {ROUNDINGS}, got {rounding!r}.")
+    return rounding
+
+
+def _linspace(start, stop, num, rounding):
+    """`linspace(start, stop, num)` (endpoints included) rounded like `rounding`."""
+    if rounding == "exact":
+        return np.linspace(start, stop, num=num)
+    start, stop = _F32(start), _F32(stop)
+    if num == 1:
+        return np.array([start], _F32)
+    i = np.arange(num, dtype=np.float64)
+    if rounding == "deepmind":
+        r = _F32(1) / _F32(num - 1)
+        head = start * (_F32(1) - i[:-1].astype(_F32) * r) + i[:-1].astype(_F32) * (stop * r)
+        return np.append(head.astype(_F32), stop)
+    # transformers: float64 holds each float32 product exactly, so one rounding
+    # of the float64 result is the fused multiply-add torch's kernel performs.
+    step = np.float64((stop - start) / _F32(num - 1))
+    first = i < num // 2
+    out = np.where(first, np.float64(start) + step * i, np.float64(stop) - step * (num - 1 - i))
+    return out.astype(_F32)
+
+
+def _subsampled_positions(num, rounding):
+    """Position of grid index `i` when decoding subsampled points: `-1 + 2i/num`."""
+    i = np.arange(num, dtype=np.float64)
+    if rounding == "exact":
+        return -1.0 + 2.0 * i / num
+    if rounding == "deepmind":
+        return _F32(-1) + (2.0 * i).astype(_F32) * (_F32(1) / _F32(num))
+    return (_F32(-1) + (2.0 * i).astype(_F32) / _F32(num)).astype(_F32)
+
+
+def fourier_tables(num, num_bands, max_resolution, rounding="exact", subsampled=False):
+    """One dimension's `(positions [n, 1], sines [n, K], cosines [n, K])`, float32.
+
+    Example:
+    >>> from keras_perceiver.layers.position_encoding import fourier_tables
+    >>> pos, sin, cos = fourier_tables(5, 3, 5, rounding="deepmind")
+    >>> pos[:, 0].tolist(), sin.shape
+    ([-1.0, -0.5, 0.0, 0.5, 1.0], (5, 3))
+    """
+    check_rounding("fourier_tables", rounding)
+    if subsampled:
+        pos = _subsampled_positions(num, rounding)
+    else:
+        pos = _linspace(-1.0, 1.0, num, rounding)
+    freqs = _linspace(1.0, max_resolution / 2.0, num_bands, rounding)
+    if rounding == "exact":
+        angle = np.pi * pos[:, None] * freqs[None, :]
+    else:
+        angle = (_F32(np.pi) * (pos[:, None] * freqs[None, :])).astype(np.float64)
+    return tuple(
+        t.astype(_F32) for t in (pos[:, None], np.sin(angle), np.cos(angle))
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
@@ -116,6 +196,10 @@ class FourierPositionEncoding(keras.layers.Layer):
         max_resolution: per dimension, defaults to `index_dims`.
         concat_pos: prepend the raw positions.
         sine_only: drop the cosines.
+        rounding: how the float32 tables are rounded (module docstring):
+            `"exact"` (float64, rounded once), `"deepmind"` or
+            `"transformers"` (each code's own float32 arithmetic; use the one
+            a checkpoint was trained with).
 
     Call with any tensor whose first axis is the batch; with `indices`
     (flat grid indices, `[n]` or `[B, n]`) only those points are encoded.
@@ -134,9 +218,11 @@ class FourierPositionEncoding(keras.layers.Layer):
         max_resolution=None,
         concat_pos=True,
         sine_only=False,
+        rounding="exact",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.rounding = check_rounding("FourierPositionEncoding", rounding)
         self.index_dims = check_ints(self, "index_dims", index_dims)
         self.num_bands = check_int(self, "num_bands", num_bands)
         self.max_resolution = tuple(max_resolution) if max_resolution else None
@@ -164,17 +250,11 @@ class FourierPositionEncoding(keras.layers.Layer):
         return (d if self.concat_pos else 0) + d * self.num_bands * (1 if self.sine_only else 2)
 
     def _tables(self, subsampled):
-        """Per dimension, a float32 `[n_d, channels_d]` table of its features."""
-        tables = []
-        for d, n in enumerate(self.index_dims):
-            if subsampled:
-                pos = -1.0 + 2.0 * np.arange(n, dtype=np.float64) / n
-            else:
-                pos = np.linspace(-1.0, 1.0, num=n, endpoint=True)
-            freqs = np.linspace(1.0, self._resolution[d] / 2.0, num=self.num_bands)
-            angle = np.pi * pos[:, None] * freqs[None, :]
-            tables.append((pos[:, None], np.sin(angle), np.cos(angle)))
-        return tables
+        """Per dimension, float32 `(pos [n_d, 1], sin [n_d, K], cos [n_d, K])`."""
+        return [
+            fourier_tables(n, self.num_bands, self._resolution[d], self.rounding, subsampled)
+            for d, n in enumerate(self.index_dims)
+        ]
 
     def _assemble(self, parts_per_dim):
         """Orders per-dimension parts as [pos..., sin..., cos...]."""
@@ -208,7 +288,7 @@ class FourierPositionEncoding(keras.layers.Layer):
                 tuple(
                     ops.broadcast_to(
                         ops.convert_to_tensor(
-                            p.astype(np.float32).reshape(shape + [p.shape[-1]])
+                            p.reshape(shape + [p.shape[-1]])
                         ),
                         self.index_dims + (p.shape[-1],),
                     )
@@ -226,7 +306,7 @@ class FourierPositionEncoding(keras.layers.Layer):
             axis_index = (indices // strides[d]) % self.index_dims[d]
             parts.append(
                 tuple(
-                    ops.take(ops.convert_to_tensor(p.astype(np.float32)), axis_index, axis=0)
+                    ops.take(ops.convert_to_tensor(p), axis_index, axis=0)
                     for p in dim_parts
                 )
             )
@@ -244,5 +324,6 @@ class FourierPositionEncoding(keras.layers.Layer):
             max_resolution=self.max_resolution,
             concat_pos=self.concat_pos,
             sine_only=self.sine_only,
+            rounding=self.rounding,
         )
         return config

@@ -44,6 +44,9 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         stem_padding: conv stem padding, see above.
         num_bands: Fourier bands per dimension.
         max_resolution: Fourier max resolution; default the token grid.
+        fourier_rounding: how the Fourier tables are rounded: `"exact"`,
+            `"deepmind"` (the presets) or `"transformers"`
+            (`keras_perceiver.layers.FourierPositionEncoding`).
         prep_channels: conv1x1 / conv stem channels (default 256 / 64).
         position_channels, project_pos_dim: trainable encoding (learned).
         num_latents, d_latents: the latent array.
@@ -85,12 +88,14 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         "vision_perceiver_fourier": {
             "description": "ImageNet, pixels + 2-D Fourier features "
                            "(79.0% top-1, 48.4M parameters).",
-            "config": dict(_IMAGENET, prep_type="fourier", max_resolution=(224, 224)),
+            "config": dict(_IMAGENET, prep_type="fourier", max_resolution=(224, 224),
+                           fourier_rounding="deepmind"),
         },
         "vision_perceiver_conv": {
             "description": "ImageNet, conv stem (56x56 tokens) + Fourier features "
                            "(82.1% top-1, 48.6M parameters).",
-            "config": dict(_IMAGENET, prep_type="conv", max_resolution=(56, 56)),
+            "config": dict(_IMAGENET, prep_type="conv", max_resolution=(56, 56),
+                           fourier_rounding="deepmind"),
         },
     }
 
@@ -102,6 +107,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         stem_padding="deepmind",
         num_bands=64,
         max_resolution=None,
+        fourier_rounding="exact",
         prep_channels=None,
         position_channels=256,
         project_pos_dim=256,
@@ -158,7 +164,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
             preprocessor = ImagePreprocessor(
                 "conv" if prep_type == "conv" else "pixels", num_channels=prep_channels or 64,
                 stem_padding=stem_padding, num_bands=num_bands, max_resolution=max_resolution,
-                name="image_preprocessor",
+                fourier_rounding=fourier_rounding, name="image_preprocessor",
             )
         encoder = PerceiverEncoder(
             num_latents, d_latents, num_blocks=num_blocks,
@@ -193,6 +199,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         self.stem_padding = stem_padding
         self.num_bands = num_bands
         self.max_resolution = tuple(max_resolution) if max_resolution else None
+        self.fourier_rounding = fourier_rounding
         self.prep_channels = prep_channels
         self.position_channels = position_channels
         self.project_pos_dim = project_pos_dim
@@ -250,6 +257,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
             "stem_padding": self.stem_padding,
             "num_bands": self.num_bands,
             "max_resolution": self.max_resolution,
+            "fourier_rounding": self.fourier_rounding,
             "prep_channels": self.prep_channels,
             "position_channels": self.position_channels,
             "project_pos_dim": self.project_pos_dim,

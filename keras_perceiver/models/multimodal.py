@@ -26,7 +26,7 @@ RELEASED_MASK_PROBS = {"audio": 0.0, "image": 0.0, "label": 1.0}
 _CONFIG_KEYS = (
     "num_frames", "image_size", "image_channels", "patch_size", "temporal_patch_size",
     "image_num_bands", "image_max_resolution", "audio_samples", "samples_per_patch",
-    "audio_num_bands", "audio_max_resolution", "num_classes", "input_min_padding_size",
+    "audio_num_bands", "audio_max_resolution", "fourier_rounding", "num_classes", "input_min_padding_size",
     "mask_probs", "num_latents", "num_latent_channels", "num_blocks",
     "num_self_attends_per_block", "num_cross_attention_heads", "num_self_attention_heads",
     "qk_channels", "v_channels", "cross_attention_widening_factor",
@@ -109,6 +109,9 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
             `(16, 56, 56)`); transformers uses `(T, H, W)`.
         audio_samples, samples_per_patch, audio_num_bands: the audio.
         audio_max_resolution: `None` is `audio_samples` (both references).
+        fourier_rounding: how the Fourier tables of the inputs and queries
+            are rounded: `"exact"`, `"deepmind"` (the preset) or
+            `"transformers"` (`keras_perceiver.layers.FourierPositionEncoding`).
         num_classes: label classes.
         input_min_padding_size, mask_probs: `MultimodalPadding` of the inputs.
         num_latents, num_latent_channels, num_blocks,
@@ -156,7 +159,7 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
                 "Kinetics-700 autoencoder: 16x224x224 video, 30720 audio samples "
                 "and a 700-way label into 784 x 512 latents (19.9M parameters)."
             ),
-            "config": {},
+            "config": {"fourier_rounding": "deepmind"},
         },
     }
 
@@ -173,6 +176,7 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
         samples_per_patch=16,
         audio_num_bands=192,
         audio_max_resolution=None,
+        fourier_rounding="exact",
         num_classes=700,
         input_min_padding_size=4,
         mask_probs=RELEASED_MASK_PROBS,
@@ -246,10 +250,11 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
         # === Layers ===
         parts.audio_preprocessor = AudioPreprocessor(
             samples_per_patch, audio_num_bands, max_resolution=audio_resolution,
-            name="audio_preprocessor")
+            fourier_rounding=fourier_rounding, name="audio_preprocessor")
         parts.video_preprocessor = VideoPreprocessor(
             patch_size, temporal_patch_size, image_num_bands,
-            max_resolution=image_resolution, name="video_preprocessor")
+            max_resolution=image_resolution, fourier_rounding=fourier_rounding,
+            name="video_preprocessor")
         parts.label_preprocessor = OneHotPreprocessor(name="label_preprocessor")
         parts.input_padding = MultimodalPadding(
             input_min_padding_size, mask_probs=mask_probs or None, name="input_padding")
@@ -266,10 +271,10 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
             name="encoder")
         parts.audio_queries = FourierPositionEncoding(
             (parts.num_audio_patches,), audio_num_bands, max_resolution=audio_resolution,
-            name="audio_queries")
+            rounding=fourier_rounding, name="audio_queries")
         parts.image_queries = FourierPositionEncoding(
             (num_frames, height, width), image_num_bands,
-            max_resolution=image_resolution, name="image_queries")
+            max_resolution=image_resolution, rounding=fourier_rounding, name="image_queries")
         parts.label_queries = TrainablePositionEncoding(
             1, label_query_channels, name="label_queries")
         parts.query_padding = MultimodalPadding(query_min_padding_size, name="query_padding")
@@ -321,6 +326,7 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
         self.samples_per_patch = samples_per_patch
         self.audio_num_bands = audio_num_bands
         self.audio_max_resolution = audio_max_resolution
+        self.fourier_rounding = fourier_rounding
         self.num_classes = num_classes
         self.input_min_padding_size = input_min_padding_size
         self.mask_probs = dict(mask_probs) if mask_probs else mask_probs

@@ -99,6 +99,8 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
         num_patch_channels: width of the patch projection (64).
         num_bands: Fourier bands per dimension (64).
         max_resolution: Fourier max resolution (None: `image_shape`).
+        fourier_rounding: how the Fourier tables are rounded: `"exact"`,
+            `"deepmind"` (the preset) or `"transformers"`.
         decoder_num_heads, decoder_qk_channels, decoder_v_channels: decoder.
         rescale_factor: the decoder output is divided by this (100).
         flow_scale_factor: then multiplied by this (20) to give pixels.
@@ -129,7 +131,7 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
                 "368x496 frames, 3x3 patches + Fourier features, 2048x512 "
                 "latents, 24 self-attends; flow in pixels. 41,057,134 params."
             ),
-            "config": {},
+            "config": {"fourier_rounding": "deepmind"},
         },
     }
 
@@ -151,6 +153,7 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
         num_patch_channels=64,
         num_bands=64,
         max_resolution=None,
+        fourier_rounding="exact",
         decoder_num_heads=1,
         decoder_qk_channels=None,
         decoder_v_channels=None,
@@ -183,7 +186,8 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
         frames = keras.Input(shape=(2,) + image_shape + (3,), dtype="float32", name="frames")
         preprocessor = OpticalFlowPreprocessor(
             image_shape, num_channels=num_patch_channels, num_bands=num_bands,
-            max_resolution=max_resolution, name="image_preprocessor",
+            max_resolution=max_resolution, fourier_rounding=fourier_rounding,
+            name="image_preprocessor",
         )
         encoder = PerceiverEncoder(
             num_latents, num_latent_channels, num_blocks=num_blocks,
@@ -234,6 +238,7 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
         self.num_patch_channels = num_patch_channels
         self.num_bands = num_bands
         self.max_resolution = max_resolution
+        self.fourier_rounding = fourier_rounding
         self.decoder_num_heads = decoder_num_heads
         self.decoder_qk_channels = decoder_qk_channels
         self.decoder_v_channels = decoder_v_channels
@@ -263,6 +268,7 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
             "num_patch_channels": self.num_patch_channels,
             "num_bands": self.num_bands,
             "max_resolution": self.max_resolution,
+            "fourier_rounding": self.fourier_rounding,
             "decoder_num_heads": self.decoder_num_heads,
             "decoder_qk_channels": self.decoder_qk_channels,
             "decoder_v_channels": self.decoder_v_channels,
