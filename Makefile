@@ -6,24 +6,28 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 # Layer and generic-model tests run on every Keras backend.
 BACKEND_TESTS := tests/layers tests/models/test_perceiver_io.py
 
-.PHONY: install test test-tensorflow test-jax test-torch demo
+.PHONY: install install-demo test test-tensorflow test-jax test-torch demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(VENV)/.installed: setup.py | $(PY)
-	$(PY) -m pip install -e ".[test]"
+# One stamp per extras set, all in the one .venv: `make demo` installs only
+# `-e .[demo]` (TensorFlow, Keras, scikit-learn); `make test` adds `.[test]`.
+$(VENV)/.installed-%: setup.py | $(PY)
+	$(PY) -m pip install -e ".[$*]"
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-test
+
+install-demo: $(VENV)/.installed-demo
 
 test: install
 	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -q
 	KERAS_BACKEND=jax $(PY) -m pytest $(BACKEND_TESTS) -q
 	KERAS_BACKEND=torch $(PY) -m pytest $(BACKEND_TESTS) -q
 
-demo: install
+demo: install-demo
 	KERAS_BACKEND=tensorflow $(PY) applications/digits_demo.py
 
 # Plants known bugs (tests/mutations/mutations.py) in a temporary copy and checks

@@ -1,6 +1,39 @@
-"""Set-up for keras_perceiver: Perceiver IO for Keras 3."""
+"""Set-up for keras_perceiver: Perceiver IO for Keras 3.
+
+`pip install -e .` installs what the layers, models, presets and the
+SavedModel / LiteRT converters need (TensorFlow, Keras, NumPy); extras add
+the rest:
+
+- `[demo]`: `make demo` (scikit-learn's bundled digits).
+- `[convert]`: reading transformers checkpoints (`model.safetensors`) and
+  fetching them from the Hugging Face Hub.
+- `[export]`: ONNX export (tf2onnx) and running exported files
+  (onnxruntime, ai-edge-litert's LiteRT interpreter).
+- `[viz]`: plotting and TensorBoard logs.
+- `[data]`: TensorFlow Datasets for training recipes.
+- `[test]`: the test suite (all of the above, plus PyTorch, JAX and
+  transformers for the backend and parity tests).
+"""
 
 from setuptools import find_packages, setup
+
+EXTRAS = {
+    "demo": ["scikit-learn"],
+    "convert": ["safetensors", "huggingface_hub"],
+    "export": ["onnx", "tf2onnx", "onnxruntime", "ai-edge-litert"],
+    "viz": ["matplotlib", "pillow", "tensorboard"],
+    "data": [
+        "tensorflow-datasets",
+        "importlib_resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
+    ],
+}
+EXTRAS["test"] = sorted({req for reqs in EXTRAS.values() for req in reqs}) + [
+    "pytest",
+    "hypothesis",
+    "torch==2.13.0",
+    "transformers",
+    "jax[cpu]",
+]
 
 setup(
     name="keras_perceiver",
@@ -11,25 +44,8 @@ setup(
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.10",
-        "tensorflow-datasets",
-        "importlib_resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
         "numpy",
     ],
-    extras_require={
-        "test": [
-            "pytest",
-            "hypothesis",
-            "torch==2.13.0",
-            "transformers",
-            "safetensors",
-            "jax[cpu]",
-            "scikit-learn",
-            "pillow",  # sklearn's sample photos; transformers' image processor
-            "onnx",
-            "onnxruntime",
-            "tf2onnx",
-            "ai-edge-litert",
-        ],
-    },
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["keras-perceiver=keras_perceiver.cli:main"]},
 )
