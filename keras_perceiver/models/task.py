@@ -1,5 +1,6 @@
 """Base class of the task models: presets, `from_preset`, `save_to_preset`."""
 
+import inspect
 import io
 import json
 import os
@@ -7,6 +8,7 @@ import os
 import keras
 
 from keras_perceiver import files
+from keras_perceiver.layers.validation import check_model_kwargs
 from keras_perceiver.models import presets
 
 CONFIG_FILE = "config.json"
@@ -95,6 +97,7 @@ class PerceiverTask(keras.Model):
             return target.from_preset(preset, weights=weights, load_weights=load_weights,
                                       **overrides)
         config = cls.preset_config(preset)
+        _check_overrides(cls, overrides)  # before any download
         if weights is None and load_weights:
             return presets.load_released(cls, preset, overrides)
         config.update(overrides)
@@ -318,6 +321,12 @@ def preset_class(name):
             f"{sorted(found)} or a preset directory."
         )
     return found[name]
+
+
+def _check_overrides(cls, overrides):
+    """Rejects `overrides` that are not constructor arguments of `cls`."""
+    own = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    check_model_kwargs(cls, {k: v for k, v in overrides.items() if k not in own})
 
 
 def _json_default(value):
