@@ -1,7 +1,8 @@
 """keras.distribution (JAX) on 4 forced host devices: DataParallel and a 2x2
 ModelParallel mesh against one device, the layout map's real shardings,
-mixed precision and checkpoints across distributions. Runs jax_parallel.py
-in a subprocess with KERAS_BACKEND=jax (this pytest process runs TensorFlow).
+mixed precision and checkpoints across distributions; two processes joined
+by `distribution.initialize`. Runs jax_parallel.py / jax_multi_process.py in
+subprocesses with KERAS_BACKEND=jax (this pytest process runs TensorFlow).
 """
 
 import numpy as np
@@ -96,3 +97,27 @@ def test_data_parallel_mixed_precision(jax_runs, policy):
     single = _weights(arrays, "single/w/")
     for path, value in _weights(arrays, f"data_parallel_{policy}/w/").items():
         np.testing.assert_allclose(value, single[path], atol=MIXED_ATOL[policy], err_msg=path)
+
+
+def test_two_processes_match_single_device(jax_runs, tmp_path):
+    """`distribution.initialize` joins two local processes (gloo on CPU); each
+    feeds half of every global batch to a DataParallel model."""
+    arrays, _ = jax_runs
+    coordinator = f"127.0.0.1:{tiny.free_ports(1)[0]}"
+    outs = [tmp_path / f"process{index}" for index in range(2)]
+    for out in outs:
+        out.mkdir()
+    env = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    results = tiny.run_processes("jax_multi_process", outs, [env, env],
+                                 args=[(coordinator, str(index)) for index in range(2)])
+    single = _weights(arrays, "single/w/")
+    for process, info in results:
+        assert info == {"replicas": 2, "processes": 2, "devices": 2}
+        np.testing.assert_allclose(process["losses"], arrays["single/losses"], atol=ATOL)
+        weights = _weights(process, "w/")
+        assert weights.keys() == single.keys()
+        for path, value in weights.items():
+            np.testing.assert_allclose(value, single[path], atol=ATOL, err_msg=path)
+    (first, _), (second, _) = results
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)

@@ -5,12 +5,6 @@ Each runs in subprocesses (logical devices and TF_CONFIG fix a process's TF
 runtime); see tf_mirrored.py and tf_multi_worker.py.
 """
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
 
@@ -72,52 +66,17 @@ def test_checkpoint_from_mirrored_restores_without_strategy(mirrored):
     assert np.abs(arrays["restored/logits"]).max() > 1e-3
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def test_multi_worker_matches_single_process(tmp_path):
     from keras_perceiver import distribute_tf
 
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    procs, outs, logs = [], [], []
-    try:
-        for index in range(2):
-            out = tmp_path / f"worker{index}"
-            out.mkdir()
-            env = dict(os.environ, PYTHONPATH=tiny.ROOT, KERAS_BACKEND="tensorflow",
-                       TF_CPP_MIN_LOG_LEVEL="3",
-                       TF_CONFIG=distribute_tf.tf_config(workers, index))
-            logs.append(open(out / "log.txt", "w"))
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.distribution.tf_multi_worker", str(out)],
-                cwd=tiny.ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT,
-            ))
-            outs.append(out)
-        # A worker that fails leaves the other waiting for it: stop both then.
-        deadline = time.monotonic() + 900
-        while any(proc.poll() is None for proc in procs) and time.monotonic() < deadline:
-            if any(proc.poll() not in (None, 0) for proc in procs):
-                break
-            time.sleep(0.5)
-        for proc, out in zip(procs, outs):
-            assert proc.poll() == 0, (out / "log.txt").read_text()[-5000:]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        for log in logs:
-            log.close()
+    workers = [f"127.0.0.1:{port}" for port in tiny.free_ports(2)]
+    outs = [tmp_path / f"worker{index}" for index in range(2)]
+    for out in outs:
+        out.mkdir()
+    envs = [{"KERAS_BACKEND": "tensorflow", "TF_CONFIG": distribute_tf.tf_config(workers, index)}
+            for index in range(2)]
+    results = tiny.run_processes("tf_multi_worker", outs, envs)
 
-    results = [tiny.load(out) for out in outs]
     ref_losses, ref_weights, _ = tiny.reference_run()
     for index, (arrays, info) in enumerate(results):
         assert info["replicas"] == 2 and info["index"] == index

@@ -6,8 +6,10 @@ Backend-agnostic; imported by the pytest process and by the worker scripts
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -97,6 +99,48 @@ def run_script(module, out_dir, backend, env=None, timeout=900):
     )
     assert done.returncode == 0, f"{module} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     return load(out_dir)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def run_processes(module, out_dirs, envs, args=(), timeout=900):
+    """Runs `python -m tests.distribution.<module> out_dir *args` once per
+    `(out_dir, env)` at the same time; kills all if one fails (the others
+    would wait for it) or on timeout. Returns each one's saved results."""
+    procs, logs = [], []
+    try:
+        for out_dir, env, extra in zip(out_dirs, envs, args or [()] * len(out_dirs)):
+            full_env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", **env)
+            logs.append(open(os.path.join(out_dir, "log.txt"), "w"))
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", f"tests.distribution.{module}", str(out_dir), *extra],
+                cwd=ROOT, env=full_env, stdout=logs[-1], stderr=subprocess.STDOUT,
+            ))
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.5)
+        for proc, out_dir in zip(procs, out_dirs):
+            with open(os.path.join(out_dir, "log.txt")) as f:
+                assert proc.poll() == 0, f"{module} failed or timed out:\n{f.read()[-5000:]}"
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for log in logs:
+            log.close()
+    return [load(out_dir) for out_dir in out_dirs]
 
 
 def save(out_dir, arrays, info=None):
