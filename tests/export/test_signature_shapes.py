@@ -118,9 +118,9 @@ def test_signature_defs_declare_input_shapes(tmp_path):
     # The traced graph is unchanged: a wrong rank reaches the in-graph check
     # (its message), not a shape error of the SignatureDef.
     good = np.zeros((2, 8, 8, 3), "uint8")
-    responses = serving.serve_fresh(paths["image"], [
-        ("serving_default", {"images": good}),
-        ("serving_default", {"images": good[..., 0]}),
+    responses = serving.serve_fresh([
+        (paths["image"], "serving_default", {"images": good}),
+        (paths["image"], "serving_default", {"images": good[..., 0]}),
     ])
     assert responses[0]["session"]["logits"].shape == (2, 7)
     for key in ("session_error", "function_error", "endpoint_error"):
