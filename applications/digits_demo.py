@@ -9,7 +9,7 @@
    same accuracy to the last digit.
 2. Exports a SavedModel (TF Serving layout, `saved_models/digits_perceiver/<v>/`)
    whose `serving_default` signature takes raw `uint8` images, and a LiteRT
-   file `saved_models/digits_perceiver/digits_perceiver.tflite`.
+   file `saved_models/digits_perceiver/digits_perceiver_v<v>.tflite`.
 3. Serves the SavedModel in a fresh Python process in which `keras` and
    `keras_perceiver` cannot be imported (TF Serving's path: the v1 loader
    and a session run of the SignatureDef by tensor names), and prints the
@@ -215,11 +215,16 @@ def main():
 
     export_dir = keras_perceiver.export.export_saved_model(
         model, OUTPUT, image_preprocessing=PREPROCESSING)
+    # Each run writes a new SavedModel version and its own LiteRT file beside
+    # it, so nothing from an earlier run (or of the user's) is overwritten.
+    version = os.path.basename(export_dir)
     tflite = keras_perceiver.export.export_litert(
-        model, os.path.join(OUTPUT, "digits_perceiver.tflite"))
+        model, os.path.join(OUTPUT, f"digits_perceiver_v{version}.tflite"))
     print(f"SavedModel: {export_dir}")
     print(f"LiteRT:     {tflite} ({os.path.getsize(tflite) / 1024:.0f} KiB)")
-    with open(os.path.join(OUTPUT, "preprocessing.json"), "w") as f:
+    extra = os.path.join(export_dir, "assets.extra")  # TF Serving's place for extra files
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, "preprocessing.json"), "x") as f:
         json.dump(PREPROCESSING, f)
 
     served_accuracy = serve_in_fresh_process(export_dir, x_test, y_test)
