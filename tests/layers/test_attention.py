@@ -5,28 +5,7 @@ from keras import ops
 
 from keras_perceiver.layers import MLP
 from keras_perceiver.layers import Attention
-
-
-def numpy_attention(layer, q_in, kv_in, mask=None):
-    """Independent NumPy multi-head attention with DeepMind's mask semantics."""
-    w = {n: (np.asarray(d.kernel), np.asarray(d.bias)) for n, d in (
-        ("q", layer.query_dense), ("k", layer.key_dense),
-        ("v", layer.value_dense), ("o", layer.output_dense))}
-    q = q_in @ w["q"][0] + w["q"][1]
-    k = kv_in @ w["k"][0] + w["k"][1]
-    v = kv_in @ w["v"][0] + w["v"][1]
-    h = layer.num_heads
-    split = lambda x: x.reshape(x.shape[0], x.shape[1], h, -1).transpose(0, 2, 1, 3)
-    q, k, v = split(q), split(k), split(v)
-    logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])
-    if mask is not None:
-        logits = np.where(mask[:, None], logits, -1e30)
-    weights = np.exp(logits - logits.max(-1, keepdims=True))
-    weights /= weights.sum(-1, keepdims=True)
-    out = (weights @ v).transpose(0, 2, 1, 3).reshape(q_in.shape[0], q_in.shape[1], -1)
-    if mask is not None:
-        out = np.where(mask.any(-1, keepdims=True), out, 0.0)
-    return out @ w["o"][0] + w["o"][1]
+from tests.layers.numpy_reference import attention as numpy_attention
 
 
 def test_attention_shapes_and_default_channels(rng):
