@@ -49,7 +49,7 @@ FLOOR = 0.97  # the demo fails below this held-out accuracy
 PREPROCESSING = {"mode": "resize", "mean": 120.0, "std": 120.0}
 CONFIG = dict(
     num_classes=10, image_shape=(8, 8, 1), prep_type="fourier", num_bands=8,
-    num_latents=32, d_latents=128, num_blocks=1, num_self_attends_per_block=3,
+    num_latents=32, num_latent_channels=128, num_blocks=1, num_self_attends_per_block=3,
     num_self_attention_heads=4, num_cross_attention_heads=4, qk_channels=128,
     v_channels=128, dropout=0.1,
 )

@@ -58,7 +58,7 @@ def main(argv=None):
     rows = []
 
     if args.tiny:
-        mlm_args = dict(max_length=128, d_model=32, num_latents=16, d_latents=64,
+        mlm_args = dict(max_length=128, d_model=32, num_latents=16, num_latent_channels=64,
                         num_self_attends_per_block=2, num_self_attention_heads=2,
                         num_cross_attention_heads=2, qk_channels=32, v_channels=64,
                         decoder_num_heads=2, decoder_qk_channels=32)

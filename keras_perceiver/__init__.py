@@ -5,7 +5,7 @@ import os
 import sys
 
 __version__ = "0.1.0"
-_SUBMODULES = ("convert", "export", "layers", "losses", "models", "tokenizers")
+_SUBMODULES = ("convert", "export", "layers", "losses", "models", "preprocessors", "tokenizers")
 
 
 def _started_as_cli():

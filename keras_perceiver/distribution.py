@@ -112,7 +112,7 @@ def layout_map(model, mesh, model_axis=MODEL_AXIS):
     >>> import keras
     >>> model = keras_perceiver.models.PerceiverImageClassifier(
     ...     num_classes=3, image_shape=(4, 4, 1), num_bands=2, num_latents=4,
-    ...     d_latents=8, num_blocks=1, num_self_attends_per_block=1,
+    ...     num_latent_channels=8, num_blocks=1, num_self_attends_per_block=1,
     ...     num_self_attention_heads=2)
     >>> mesh = keras_perceiver.distribution.device_mesh(
     ...     (1, 1), devices=keras.distribution.list_devices()[:1])

@@ -17,7 +17,7 @@ from keras_perceiver import cli
 def preset_dir(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = keras_perceiver.models.PerceiverImageClassifier(
-        num_classes=5, image_shape=(8, 8, 3), num_bands=2, num_latents=4, d_latents=8,
+        num_classes=5, image_shape=(8, 8, 3), num_bands=2, num_latents=4, num_latent_channels=8,
         num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=2,
         name="tiny_classifier")
     path = str(tmp_path_factory.mktemp("preset") / "tiny")

@@ -82,12 +82,13 @@ def encoder_args_from_transformers(config):
     """The encoder constructor arguments all our task models take, from a
     transformers `PerceiverConfig` dict.
 
-    Callers add what only some models take: the latent width (`d_latents`
-    or `num_latent_channels`), `cross_attention_shape_for_attention` and
-    `attention_dropout`.
+    The latent width is transformers' `d_latents`, our `num_latent_channels`.
+    Callers add what only some models take:
+    `cross_attention_shape_for_attention` and `attention_dropout`.
     """
     return dict(
         num_latents=config["num_latents"],
+        num_latent_channels=config["d_latents"],
         num_blocks=config["num_blocks"],
         num_self_attends_per_block=config["num_self_attends_per_block"],
         num_self_attention_heads=config["num_self_attention_heads"],

@@ -28,7 +28,6 @@ def optical_flow_from_transformers(config, class_name, source):
     model = PerceiverOpticalFlow(
         image_shape=tuple(config.get("train_size", (368, 496))),
         **encoder_args_from_transformers(config),
-        num_latent_channels=config["d_latents"],
         cross_attention_shape_for_attention=config.get(
             "cross_attention_shape_for_attention", "kv"
         ),
@@ -38,7 +37,7 @@ def optical_flow_from_transformers(config, class_name, source):
         fourier_rounding="transformers",
     )
     assign_dense(
-        model.preprocessor.patches_linear, source,
+        model.input_adapter.patches_linear, source,
         "perceiver.input_preprocessor.conv_after_patches", "torch",
     )
     assign_encoder(model.encoder, source, "torch")
@@ -52,7 +51,7 @@ def optical_flow_from_deepmind(preset, params, state, **overrides):
     `overrides` replace preset constructor arguments (e.g. a small config).
     """
     model = PerceiverOpticalFlow.from_preset(preset, load_weights=False, **overrides)
-    assign_dense(model.preprocessor.patches_linear, params, "image_preprocessor/patches_linear",
+    assign_dense(model.input_adapter.patches_linear, params, "image_preprocessor/patches_linear",
                  "haiku")
     assign_encoder(model.encoder, params, "haiku")
     assign_basic_decoder(model.decoder, params, "flow_decoder/~/basic_decoder", "haiku")

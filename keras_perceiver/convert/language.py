@@ -27,7 +27,6 @@ def text_args_from_transformers(config):
         vocab_size=config["vocab_size"],
         max_length=config["max_position_embeddings"],
         d_model=config["d_model"],
-        d_latents=config["d_latents"],
         cross_attention_shape_for_attention=config.get(
             "cross_attention_shape_for_attention", "kv"),
         attention_dropout=config.get("attention_probs_dropout_prob", 0.0),
@@ -37,7 +36,7 @@ def text_args_from_transformers(config):
 
 def assign_text_encoder(model, source, layout):
     """Token + position embeddings and the encoder."""
-    pre = model.preprocessor
+    pre = model.input_adapter
     if layout == "torch":
         assign(pre.token_embedding.embeddings, source,
                "perceiver.input_preprocessor.embeddings.weight")
@@ -101,20 +100,20 @@ def masked_lm_args_from_deepmind(params):
     enc = "perceiver_encoder/~"
     dec = "basic_decoder/cross_attention"
     vocab_size, d_model = shape("embed/embeddings")
-    num_latents, d_latents = shape(f"{enc}/trainable_position_encoding/pos_embs")
+    num_latents, num_latent_channels = shape(f"{enc}/trainable_position_encoding/pos_embs")
     cross = f"{enc}/cross_attention"
     return dict(
         vocab_size=vocab_size,
         d_model=d_model,
         max_length=shape("trainable_position_encoding/pos_embs")[0],
         num_latents=num_latents,
-        d_latents=d_latents,
+        num_latent_channels=num_latent_channels,
         num_self_attends_per_block=_count_self_attends(params, "perceiver_encoder"),
         qk_channels=shape(f"{cross}/attention/linear/w")[1],
         v_channels=shape(f"{cross}/attention/linear_2/w")[1],
-        cross_attention_widening_factor=shape(f"{cross}/mlp/linear/w")[1] // d_latents,
+        cross_attention_widening_factor=shape(f"{cross}/mlp/linear/w")[1] // num_latent_channels,
         self_attention_widening_factor=(
-            shape(f"{enc}/self_attention/mlp/linear/w")[1] // d_latents),
+            shape(f"{enc}/self_attention/mlp/linear/w")[1] // num_latent_channels),
         decoder_qk_channels=shape(f"{dec}/attention/linear/w")[1],
         decoder_v_channels=shape(f"{dec}/attention/linear_2/w")[1],
         decoder_widening_factor=shape(f"{dec}/mlp/linear/w")[1] // d_model,

@@ -73,7 +73,6 @@ def multimodal_from_transformers(config, class_name, source):
         fourier_rounding="transformers",
         num_classes=num_classes,
         input_min_padding_size=4,
-        num_latent_channels=config["d_latents"],
         label_query_channels=label_query_channels,
         query_min_padding_size=2,
         decoder_channels=config["output_num_channels"],

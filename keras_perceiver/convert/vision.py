@@ -12,7 +12,7 @@ with the preprocessor arguments those classes hard-code:
   max_resolution (56, 56); conv padded 3/3, pool unpadded
   (`stem_padding="transformers"`).
 All: `perceiver.embeddings.latents`, `perceiver.encoder.*`,
-`perceiver.decoder.decoder.*` (one `d_latents`-wide query, 1 head).
+`perceiver.decoder.decoder.*` (one query as wide as the latents (`d_latents`), 1 head).
 
 DeepMind (`imagenet_*.pystate`: `{"params", "state"}`), Haiku module paths:
 `image_preprocessor/~/conv2_d/{w,b}` (1x1, HWIO),
@@ -85,15 +85,14 @@ def image_classifier_from_transformers(config, class_name, source):
         num_classes=num_labels_from_config(config),
         image_shape=(size, size, 3),
         prep_type=prep_type,
-        d_latents=config["d_latents"],
         cross_attention_shape_for_attention=config.get(
             "cross_attention_shape_for_attention", "kv"),
-        num_query_channels=config["d_latents"],
+        num_query_channels=config["d_latents"],  # transformers' latent width
         decoder_use_query_residual=True,  # all three transformers classes
         attention_dropout=config.get("attention_probs_dropout_prob", 0.0),
         **prep_args,
     )
-    assign_image_preprocessor(model.preprocessor, source, "torch")
+    assign_image_preprocessor(model.input_adapter, source, "torch")
     assign_encoder(model.encoder, source, "torch")
     assign_basic_decoder(model.decoder, source, "perceiver.decoder.decoder", "torch")
     return model
@@ -107,7 +106,7 @@ def image_classifier_from_deepmind(preset, params, state, **overrides):
     from keras_perceiver.models.image_classifier import PerceiverImageClassifier
 
     model = PerceiverImageClassifier.from_preset(preset, load_weights=False, **overrides)
-    assign_image_preprocessor(model.preprocessor, params, "haiku", state=state)
+    assign_image_preprocessor(model.input_adapter, params, "haiku", state=state)
     assign_encoder(model.encoder, params, "haiku")
     assign_basic_decoder(model.decoder, params, "classification_decoder/~/basic_decoder", "haiku")
     return model

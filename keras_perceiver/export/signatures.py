@@ -168,12 +168,29 @@ def _classification_outputs(logits, num_classes):
     }
 
 
+def image_options(model, image_preprocessing=None):
+    """The image preprocessing options of an export: the model's attached
+    `PerceiverImageClassifierPreprocessor`'s, updated by `image_preprocessing`."""
+    from keras_perceiver.preprocessors import PerceiverImageClassifierPreprocessor
+
+    attached = getattr(model, "preprocessor", None)
+    options = {}
+    if isinstance(attached, PerceiverImageClassifierPreprocessor):
+        options = dict(attached.image_converter.options)
+    options.update(image_preprocessing or {})
+    return preprocessing.image_preprocessing_options(options)
+
+
 def image_classifier_signatures(model, image_preprocessing=None):
-    """`serving_default`: `images` uint8 any size; `normalized`: model floats."""
+    """`serving_default`: `images` uint8 any size; `normalized`: model floats.
+
+    The raw signature runs `PerceiverImageConverter` (the model's attached
+    preprocessor's settings, updated by `image_preprocessing`).
+    """
     (name,) = _input_names(model)
     shape = _static_input_shape(model, name)
     image_shape = shape[1:]
-    options = preprocessing.image_preprocessing_options(image_preprocessing)
+    options = image_options(model, image_preprocessing)
 
     def raw(images):
         x = preprocessing.preprocess_images(images, image_shape, options, name="images")
@@ -212,19 +229,17 @@ def _tokenizer():
     return BytesTokenizer()
 
 
-def _encode_text(text, max_length, add_special_tokens=False, mask_placeholder=None):
-    """`text` tf.string `[B]` -> int32 `[B, L]` (batch-longest), `L <= max_length`."""
+def _encode_text(text, max_length, add_special_tokens=False, mask_placeholder=None,
+                 sequence_length=None):
+    """`text` tf.string `[B]` -> int32 `[B, L]`, `L <= max_length` (an error
+    otherwise); batch-longest, or padded to `sequence_length`. The text
+    preprocessors' tokenisation (`encode_text`)."""
+    from keras_perceiver.preprocessors.text_classifier_preprocessor import encode_text
+
     text = check_input(text, "text", (None,), " (tf.string [batch], raw UTF-8)")
-    ids = _tokenizer().tf_encode(
-        text, add_special_tokens=add_special_tokens, mask_placeholder=mask_placeholder
-    )
-    too_long = tf.debugging.assert_less_equal(
-        tf.shape(ids)[1], max_length,
-        message=f"input `text` must encode to at most {max_length} tokens "
-                "(one per UTF-8 byte). Tokens:",
-    )
-    with tf.control_dependencies([too_long]):
-        return tf.identity(ids)
+    return encode_text(text, sequence_length, add_special_tokens=add_special_tokens,
+                       mask_placeholder=mask_placeholder, truncate=False,
+                       max_length=max_length)
 
 
 def _check_token_ids(token_ids, vocab_size, max_length):
@@ -250,8 +265,8 @@ def masked_lm_signatures(model, mask_placeholder=MASK_PLACEHOLDER, **_):
                       constant_values=pad_id)
 
     def raw(text):
-        ids = pad(_encode_text(text, max_length, mask_placeholder=mask_placeholder))
-        ids.set_shape((None, max_length))
+        ids = _encode_text(text, max_length, mask_placeholder=mask_placeholder,
+                           sequence_length=max_length)
         logits = model(ids, training=False)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         filled = tf.where(tf.equal(ids, mask_id), predicted, ids)

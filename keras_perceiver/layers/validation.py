@@ -110,16 +110,17 @@ def check_model_kwargs(cls, kwargs):
     """Rejects keyword arguments that are neither `cls`'s own nor `MODEL_KWARGS`."""
     cls_name = cls.__name__
     known = [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "kwargs")]
-    unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
+    allowed = tuple(MODEL_KWARGS) + tuple(getattr(cls, "EXTRA_MODEL_KWARGS", ()))
+    unknown = sorted(set(kwargs) - set(allowed))
     if not unknown:
         return
     hints = []
     for key in unknown:
-        close = difflib.get_close_matches(key, list(known) + list(MODEL_KWARGS), n=1)
+        close = difflib.get_close_matches(key, list(known) + list(allowed), n=1)
         hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     raise ValueError(
         f"{cls_name}: unknown argument(s) {', '.join(hints)}. Allowed: its "
-        f"constructor arguments and {list(MODEL_KWARGS)}."
+        f"constructor arguments and {list(allowed)}."
     )
 
 

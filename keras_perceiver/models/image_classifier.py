@@ -9,12 +9,13 @@ from keras_perceiver.layers.encoder import PerceiverEncoder
 from keras_perceiver.layers.image import STEM_PADDINGS
 from keras_perceiver.layers.image import ImagePreprocessor
 from keras_perceiver.models.input_checks import CheckedInputs
+from keras_perceiver.models.renamed import take_renamed
 from keras_perceiver.models.task import PerceiverTask
 
 PREP_TYPES = ("learned", "fourier", "conv")
 
 _IMAGENET = dict(
-    num_classes=1000, image_shape=(224, 224, 3), num_latents=512, d_latents=1024,
+    num_classes=1000, image_shape=(224, 224, 3), num_latents=512, num_latent_channels=1024,
     num_blocks=8, num_self_attends_per_block=6, num_cross_attention_heads=1,
     num_self_attention_heads=8, num_query_channels=1024,
 )
@@ -49,7 +50,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
             (`keras_perceiver.layers.FourierPositionEncoding`).
         prep_channels: conv1x1 / conv stem channels (default 256 / 64).
         position_channels, project_pos_dim: trainable encoding (learned).
-        num_latents, d_latents: the latent array.
+        num_latents, num_latent_channels: the latent array.
         num_blocks, num_self_attends_per_block: latent Transformer (shared
             weights across blocks).
         num_cross_attention_heads, num_self_attention_heads: encoder heads.
@@ -58,7 +59,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         cross_attention_widening_factor, self_attention_widening_factor: MLPs.
         use_query_residual: encoder cross-attention residual.
         num_query_channels: width of the decoder's class query (default
-            `d_latents`).
+            `num_latent_channels`).
         decoder_use_query_residual: DeepMind: off for learned, on otherwise.
         activation: `"gelu_tanh"` (DeepMind) or `"gelu"` (transformers).
         dropout, attention_dropout: dropout rates.
@@ -73,7 +74,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
     >>> import numpy as np
     >>> model = keras_perceiver.models.PerceiverImageClassifier(
     ...     num_classes=10, image_shape=(8, 8, 1), num_bands=4, num_latents=8,
-    ...     d_latents=16, num_blocks=1, num_self_attends_per_block=1,
+    ...     num_latent_channels=16, num_blocks=1, num_self_attends_per_block=1,
     ...     num_self_attention_heads=2)
     >>> model(np.zeros((2, 8, 8, 1), "float32")).shape
     (2, 10)
@@ -99,6 +100,9 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         },
     }
 
+    # from_preset(..., num_classes=k): the saved body, a fresh head.
+    HEAD_ARGUMENTS = ("num_classes",)
+
     def __init__(
         self,
         num_classes=1000,
@@ -112,7 +116,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         position_channels=256,
         project_pos_dim=256,
         num_latents=512,
-        d_latents=1024,
+        num_latent_channels=1024,
         num_blocks=8,
         num_self_attends_per_block=6,
         num_cross_attention_heads=1,
@@ -133,9 +137,10 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         **kwargs,
     ):
         cls = "PerceiverImageClassifier"
+        num_latent_channels = take_renamed(type(self), kwargs, "d_latents", num_latent_channels, 1024)
         validation.check_model_kwargs(type(self), kwargs)
         validation.check_arguments(cls, locals(), ints=(
-            "num_classes", "num_bands", "position_channels", "num_latents", "d_latents",
+            "num_classes", "num_bands", "position_channels", "num_latents", "num_latent_channels",
             "num_blocks", "num_cross_attention_heads", "num_self_attention_heads",
             "cross_attention_widening_factor", "self_attention_widening_factor",
         ), non_negative_ints=("num_self_attends_per_block",), optional_ints=(
@@ -155,19 +160,19 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
             raise ValueError(f"{cls}: image_shape must be (height, width, channels), received {image_shape}.")
 
         if prep_type == "learned":
-            preprocessor = ImagePreprocessor(
+            input_adapter = ImagePreprocessor(
                 "conv1x1", num_channels=prep_channels or 256, position_encoding_type="trainable",
                 position_channels=position_channels, project_pos_dim=project_pos_dim,
                 name="image_preprocessor",
             )
         else:
-            preprocessor = ImagePreprocessor(
+            input_adapter = ImagePreprocessor(
                 "conv" if prep_type == "conv" else "pixels", num_channels=prep_channels or 64,
                 stem_padding=stem_padding, num_bands=num_bands, max_resolution=max_resolution,
                 fourier_rounding=fourier_rounding, name="image_preprocessor",
             )
         encoder = PerceiverEncoder(
-            num_latents, d_latents, num_blocks=num_blocks,
+            num_latents, num_latent_channels, num_blocks=num_blocks,
             num_self_attends_per_block=num_self_attends_per_block,
             num_cross_attention_heads=num_cross_attention_heads,
             num_self_attention_heads=num_self_attention_heads,
@@ -180,15 +185,15 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
             remat=remat, attention_memory_budget=attention_memory_budget,
         )
         decoder = ClassificationDecoder(
-            num_classes, num_query_channels or d_latents, num_heads=1,
+            num_classes, num_query_channels or num_latent_channels, num_heads=1,
             use_query_residual=decoder_use_query_residual, activation=activation,
             dropout=dropout, attention_dropout=attention_dropout, name="decoder",
         )
         images = keras.Input(shape=image_shape, name="images")
-        logits = decoder(encoder(preprocessor(images)))
+        logits = decoder(encoder(input_adapter(images)))
         super().__init__(inputs=images, outputs=logits, **kwargs)
 
-        self.preprocessor = preprocessor
+        self.input_adapter = input_adapter
         self.encoder = encoder
         self.decoder = decoder
         self.num_classes = num_classes
@@ -204,7 +209,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
         self.position_channels = position_channels
         self.project_pos_dim = project_pos_dim
         self.num_latents = num_latents
-        self.d_latents = d_latents
+        self.num_latent_channels = num_latent_channels
         self.num_blocks = num_blocks
         self.num_self_attends_per_block = num_self_attends_per_block
         self.num_cross_attention_heads = num_cross_attention_heads
@@ -224,10 +229,24 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
     def input_checks(self):
         return {"images": {"kind": "float", "hint": " holding normalised images (not raw uint8)"}}
 
+    def default_preprocessor(self):
+        """uint8 images of any size -> this model's normalised images.
+
+        Center crop 224/256, bicubic resize to `image_shape`, ImageNet mean
+        and std for 3 channels (`(x - 127.5) / 127.5` otherwise).
+        """
+        from keras_perceiver.preprocessors import PerceiverImageClassifierPreprocessor
+        from keras_perceiver.preprocessors import PerceiverImageConverter
+
+        channels = self.image_shape[-1]
+        stats = {} if channels == 3 else {"mean": 127.5, "std": 127.5}
+        return PerceiverImageClassifierPreprocessor(PerceiverImageConverter(
+            self.image_shape[:2], num_channels=channels, **stats))
+
     @property
     def num_tokens(self):
         """Encoder input length `M` (e.g. 3136 for the conv stem at 224x224)."""
-        return self.preprocessor.compute_output_shape((None,) + self.image_shape)[1]
+        return self.input_adapter.compute_output_shape((None,) + self.image_shape)[1]
 
     def with_image_shape(self, image_shape):
         """The same model (shared weight values) for another image size.
@@ -262,7 +281,7 @@ class PerceiverImageClassifier(CheckedInputs, PerceiverTask):
             "position_channels": self.position_channels,
             "project_pos_dim": self.project_pos_dim,
             "num_latents": self.num_latents,
-            "d_latents": self.d_latents,
+            "num_latent_channels": self.num_latent_channels,
             "num_blocks": self.num_blocks,
             "num_self_attends_per_block": self.num_self_attends_per_block,
             "num_cross_attention_heads": self.num_cross_attention_heads,

@@ -28,7 +28,7 @@ class CheckedInputs:
     Example:
     >>> import numpy as np
     >>> model = keras_perceiver.models.PerceiverImageClassifier(
-    ...     num_classes=2, image_shape=(4, 4, 1), num_bands=2, num_latents=2, d_latents=4,
+    ...     num_classes=2, image_shape=(4, 4, 1), num_bands=2, num_latents=2, num_latent_channels=4,
     ...     num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=1)
     >>> model(np.zeros((1, 4, 4, 1), "uint8"))
     Traceback (most recent call last):
@@ -87,6 +87,8 @@ class CheckedInputs:
         return super().__call__(*args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        if getattr(self, "preprocessor", None) is not None:  # raw data: it checks
+            return super().predict(x, *args, **kwargs)
         if isinstance(x, dict) or hasattr(x, "dtype") or isinstance(x, (list, tuple)):
             if not isinstance(x, (list, tuple)) or len(self.input_checks()) == 1:
                 self.check_input_values(x)

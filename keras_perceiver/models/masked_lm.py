@@ -10,6 +10,7 @@ from keras_perceiver.layers.encoder import PerceiverEncoder
 from keras_perceiver.layers.text import EmbeddingDecoder
 from keras_perceiver.layers.text import TextPreprocessor
 from keras_perceiver.models.input_checks import CheckedInputs
+from keras_perceiver.models.renamed import take_renamed
 from keras_perceiver.models.task import PerceiverTask
 
 LANGUAGE_PERCEIVER = dict(
@@ -17,7 +18,7 @@ LANGUAGE_PERCEIVER = dict(
     max_length=2048,
     d_model=768,
     num_latents=256,
-    d_latents=1280,
+    num_latent_channels=1280,
     num_blocks=1,
     num_self_attends_per_block=26,
     num_self_attention_heads=8,
@@ -31,7 +32,7 @@ LANGUAGE_PERCEIVER = dict(
 
 # Constructor arguments shared by the masked LM and the text classifier.
 ENCODER_ARGS = (
-    "vocab_size", "max_length", "d_model", "num_latents", "d_latents", "num_blocks",
+    "vocab_size", "max_length", "d_model", "num_latents", "num_latent_channels", "num_blocks",
     "num_self_attends_per_block", "num_self_attention_heads",
     "num_cross_attention_heads", "qk_channels", "v_channels",
     "cross_attention_shape_for_attention", "cross_attention_widening_factor",
@@ -76,7 +77,7 @@ class PadToLength(keras.layers.Layer):
 
 
 TEXT_INTS = (
-    "vocab_size", "max_length", "d_model", "num_latents", "d_latents", "num_blocks",
+    "vocab_size", "max_length", "d_model", "num_latents", "num_latent_channels", "num_blocks",
     "num_self_attention_heads", "num_cross_attention_heads",
     "cross_attention_widening_factor", "self_attention_widening_factor",
 )
@@ -98,15 +99,15 @@ def check_text_arguments(cls, args, kwargs):
 
 
 def build_text_encoder(model_args):
-    """The text preprocessor and Perceiver encoder shared by the text tasks."""
+    """The text input adapter and Perceiver encoder shared by the text tasks."""
     a = model_args
-    preprocessor = TextPreprocessor(
+    input_adapter = TextPreprocessor(
         a["vocab_size"], a["d_model"], a["max_length"], pad_id=a["pad_id"],
         name="text_preprocessor",
     )
     encoder = PerceiverEncoder(
         num_latents=a["num_latents"],
-        num_latent_channels=a["d_latents"],
+        num_latent_channels=a["num_latent_channels"],
         num_blocks=a["num_blocks"],
         num_self_attends_per_block=a["num_self_attends_per_block"],
         num_cross_attention_heads=a["num_cross_attention_heads"],
@@ -125,7 +126,7 @@ def build_text_encoder(model_args):
         attention_memory_budget=a.get("attention_memory_budget"),
         name="perceiver_encoder",
     )
-    return preprocessor, encoder
+    return input_adapter, encoder
 
 
 def _check_spans(owner, texts, spans):
@@ -169,7 +170,7 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
     Args:
         vocab_size, max_length, d_model: bytes vocabulary (262), sequence
             length (2048) and embedding width (768).
-        num_latents, d_latents: the latent array (256 x 1280).
+        num_latents, num_latent_channels: the latent array (256 x 1280).
         num_blocks, num_self_attends_per_block: latent Transformer depth.
         num_self_attention_heads, num_cross_attention_heads: encoder heads.
         qk_channels, v_channels: encoder attention widths (None: defaults).
@@ -197,7 +198,7 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
     Example:
     >>> import numpy as np
     >>> model = keras_perceiver.models.PerceiverMaskedLM(
-    ...     max_length=16, d_model=8, num_latents=4, d_latents=16,
+    ...     max_length=16, d_model=8, num_latents=4, num_latent_channels=16,
     ...     num_self_attends_per_block=1, num_self_attention_heads=2,
     ...     num_cross_attention_heads=2, qk_channels=8, v_channels=16,
     ...     decoder_num_heads=2, decoder_qk_channels=8)
@@ -221,7 +222,7 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
         max_length=2048,
         d_model=768,
         num_latents=256,
-        d_latents=1280,
+        num_latent_channels=1280,
         num_blocks=1,
         num_self_attends_per_block=26,
         num_self_attention_heads=8,
@@ -246,12 +247,13 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
         attention_memory_budget=None,
         **kwargs,
     ):
+        num_latent_channels = take_renamed(type(self), kwargs, "d_latents", num_latent_channels, 1280)
         args = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
         check_text_arguments(type(self), args, kwargs)
         validation.check_arguments(
             type(self).__name__, args, ints=("decoder_num_heads", "decoder_widening_factor"),
             optional_ints=("decoder_qk_channels", "decoder_v_channels"))
-        preprocessor, encoder = build_text_encoder(args)
+        input_adapter, encoder = build_text_encoder(args)
         decoder = BasicDecoder(
             output_num_channels=d_model,
             output_index_dims=max_length,
@@ -273,14 +275,14 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
 
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         padded = PadToLength(max_length, pad_id, name="pad_to_length")(token_ids)
-        preprocessor.build(padded.shape)
-        mask = preprocessor.compute_padding_mask(padded)
-        latents = encoder(preprocessor(padded), input_mask=mask)
+        input_adapter.build(padded.shape)
+        mask = input_adapter.compute_padding_mask(padded)
+        latents = encoder(input_adapter(padded), input_mask=mask)
         hidden = decoder(latents, query_mask=mask if mask_decoder_queries else None)
-        logits = head(hidden, preprocessor.token_embedding.embeddings)
+        logits = head(hidden, input_adapter.token_embedding.embeddings)
         super().__init__(inputs=token_ids, outputs=logits, **kwargs)
 
-        self.preprocessor = preprocessor
+        self.input_adapter = input_adapter
         self.encoder = encoder
         self.decoder = decoder
         self.head = head
@@ -291,6 +293,12 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
 
     def input_checks(self):
         return {"token_ids": {"kind": "ids", "high": self._args["vocab_size"]}}
+
+    def default_preprocessor(self):
+        """Strings -> 15% whole-word masked bytes, labels and weights (training)."""
+        from keras_perceiver.preprocessors import PerceiverMaskedLMPreprocessor
+
+        return PerceiverMaskedLMPreprocessor(self._args["max_length"])
 
     def _default_loss(self):
         # The mean over the weighted (masked) positions, not over all of them.
@@ -322,7 +330,7 @@ class PerceiverMaskedLM(CheckedInputs, PerceiverTask):
 
         Example:
         >>> model = keras_perceiver.models.PerceiverMaskedLM(
-        ...     max_length=16, d_model=8, num_latents=4, d_latents=16,
+        ...     max_length=16, d_model=8, num_latents=4, num_latent_channels=16,
         ...     num_self_attends_per_block=1, num_self_attention_heads=2,
         ...     num_cross_attention_heads=2, qk_channels=8, v_channels=16,
         ...     decoder_num_heads=2, decoder_qk_channels=8)

@@ -352,6 +352,12 @@ class PerceiverMultimodalAutoencoder(CheckedInputs, PerceiverTask):
         self.num_subsampled_points = (
             dict(num_subsampled_points) if num_subsampled_points else None)
 
+    def default_preprocessor(self):
+        """uint8 video, int16 audio, class ids -> inputs (`PerceiverMultimodalPreprocessor`)."""
+        from keras_perceiver.preprocessors import PerceiverMultimodalPreprocessor
+
+        return PerceiverMultimodalPreprocessor(self.num_classes)
+
     def input_checks(self):
         return {
             "image": {"kind": "float", "hint": " holding video scaled to [0, 1]"},

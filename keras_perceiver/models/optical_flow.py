@@ -217,7 +217,7 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
         outputs = keras.layers.Rescaling(flow_scale_factor, name="flow_scale")(outputs)
         flow = keras.layers.Reshape(image_shape + (2,), name="flow")(outputs)
         super().__init__(inputs=frames, outputs=flow, **kwargs)
-        self.preprocessor = preprocessor
+        self.input_adapter = preprocessor
         self.encoder = encoder
         self.decoder = decoder
         self.image_shape = image_shape
@@ -281,6 +281,12 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
     def input_checks(self):
         return {"frames": {"kind": "float", "range": (-1.0, 1.0),
                            "hint": " scaled to [-1, 1] (uint8 / 255 * 2 - 1; or use predict_flow)"}}
+
+    def default_preprocessor(self):
+        """uint8 frame pairs -> [-1, 1] (`PerceiverOpticalFlowFramesPreprocessor`)."""
+        from keras_perceiver.preprocessors import PerceiverOpticalFlowFramesPreprocessor
+
+        return PerceiverOpticalFlowFramesPreprocessor(self.image_shape)
 
     def _default_loss(self):
         from keras_perceiver.losses import EndPointError

@@ -10,6 +10,9 @@ import keras
 from keras_perceiver import files
 from keras_perceiver.layers.validation import check_model_kwargs
 from keras_perceiver.models import presets
+from keras_perceiver.models.pipeline import PipelineModel
+from keras_perceiver.models.pipeline import attach_preprocessor as _attach
+from keras_perceiver.models.renamed import rename_config
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -32,13 +35,17 @@ class classproperty:
         return self.fget(owner)
 
 
-class PerceiverTask(keras.Model):
+class PerceiverTask(PipelineModel, keras.Model):
     """A functional task model rebuilt from its constructor arguments.
 
     Subclasses build their graph in `__init__`, return exactly their
     constructor arguments from `get_config()`, and list their presets in
     `PRESETS = {name: {"description": str, "config": dict}}`.
     `PerceiverTask.from_preset(name)` finds a preset in any task class.
+
+    Every task also takes `preprocessor=None`: a data preprocessor
+    (`keras_perceiver.preprocessors`, e.g. `task.default_preprocessor()`)
+    that `fit`/`evaluate`/`predict` map over raw data (`PipelineModel`).
     """
 
     PRESETS = {}
@@ -62,7 +69,8 @@ class PerceiverTask(keras.Model):
         return dict(cls.PRESETS[name]["config"])
 
     @classmethod
-    def from_preset(cls, preset, weights=None, load_weights=True, **overrides):
+    def from_preset(cls, preset, weights=None, load_weights=True, preprocessor=None,
+                    **overrides):
         """Builds a preset by name, or reloads a `save_to_preset` directory.
 
         Args:
@@ -76,12 +84,17 @@ class PerceiverTask(keras.Model):
                 initialisation. A preset directory: load its
                 `model.weights.h5` (an error if it is missing, unless the
                 preset was saved config-only).
+            preprocessor: None: a preset directory's saved
+                `preprocessor.json` if any, else no data preprocessor (the
+                model takes pre-mapped inputs); `"default"`: that, or else
+                `default_preprocessor()` (raw data in `fit`/`predict`);
+                False: none; or a `PerceiverPreprocessor` to attach.
             **overrides: constructor arguments replacing the preset's.
 
         Example:
         >>> model = keras_perceiver.models.PerceiverTask.from_preset(
         ...     "vision_perceiver_conv", load_weights=False, num_classes=3,
-        ...     image_shape=(32, 32, 3), num_latents=4, d_latents=16,
+        ...     image_shape=(32, 32, 3), num_latents=4, num_latent_channels=16,
         ...     num_self_attends_per_block=1)
         >>> type(model).__name__
         'PerceiverImageClassifier'
@@ -91,20 +104,26 @@ class PerceiverTask(keras.Model):
                 f"{cls.__name__}.from_preset: weights file {os.fspath(weights)!r} does not exist."
             )
         if os.path.isdir(os.fspath(preset)):
-            return cls._from_preset_dir(os.fspath(preset), weights, load_weights, overrides)
+            model = cls._from_preset_dir(os.fspath(preset), weights, load_weights, overrides)
+            saved = None
+            if preprocessor is None or (isinstance(preprocessor, str) and preprocessor == "default"):
+                from keras_perceiver.preprocessors.preprocessor import load_preset_preprocessor
+
+                saved = load_preset_preprocessor(preset)
+            return _attach(model, preprocessor, saved)
         if cls is PerceiverTask:
             target = preset_class(preset)
             return target.from_preset(preset, weights=weights, load_weights=load_weights,
-                                      **overrides)
+                                      preprocessor=preprocessor, **overrides)
         config = cls.preset_config(preset)
         _check_overrides(cls, overrides)  # before any download
         if weights is None and load_weights:
-            return presets.load_released(cls, preset, overrides)
+            return _attach(presets.load_released(cls, preset, overrides), preprocessor)
         config.update(overrides)
         model = cls.from_config(config)
         if weights is not None:
             _load_weights(model, weights)
-        return model
+        return _attach(model, preprocessor)
 
     @classmethod
     def _from_preset_dir(cls, preset, weights, load_weights, overrides):
@@ -128,11 +147,21 @@ class PerceiverTask(keras.Model):
                     f"(expected {path}); pass load_weights=False for a random "
                     "initialisation, or weights=PATH."
                 )
-            _load_weights(model, path)
+            new_head = [k for k in getattr(target, "HEAD_ARGUMENTS", ())
+                        if k in overrides and overrides[k] != saved["config"].get(k)]
+            if new_head:  # e.g. num_classes=k: the saved body, a fresh head
+                source = target.from_config(saved["config"])
+                _load_weights(source, path)
+                _copy_body(source, model, new_head)
+            else:
+                _load_weights(model, path)
         return model
 
     def save_to_preset(self, preset_dir, weights=True, overwrite=False):
-        """Writes `config.json` and `model.weights.h5` into `preset_dir`.
+        """Writes `config.json`, `model.weights.h5` (and `preprocessor.json`).
+
+        `preprocessor.json` holds the attached data preprocessor, if any;
+        `from_preset(preset_dir)` attaches it again.
 
         Args:
             preset_dir: the directory to write; it must not exist or be
@@ -157,9 +186,11 @@ class PerceiverTask(keras.Model):
                     f"{sorted(os.listdir(preset_dir))[:5]}); pass overwrite=True "
                     "to replace it, or choose a new directory."
                 )
+        task_config = self.get_config()
+        task_config.pop("preprocessor", None)  # its own file, preprocessor.json
         config = {
             "class_name": self.__class__.__name__,
-            "config": self.get_config(),
+            "config": task_config,
             "weights": WEIGHTS_FILE if weights else None,
         }
         text = json.dumps(config, indent=2, default=_json_default)
@@ -169,11 +200,14 @@ class PerceiverTask(keras.Model):
             if weights:
                 with open(os.path.join(tmp, WEIGHTS_FILE), "wb") as f:
                     f.write(weights_bytes(self))
+            if self.preprocessor is not None:
+                self.preprocessor.save_to_preset(tmp)
         return preset_dir
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        # Configs saved before a rename (e.g. `d_latents`) still load.
+        return cls(**rename_config(config))
 
     # === compile() defaults (keras-hub style) ===
     # Subclasses override `_default_loss`, `_default_metrics` (and optionally
@@ -202,7 +236,7 @@ class PerceiverTask(keras.Model):
         Example:
         >>> model = keras_perceiver.models.PerceiverImageClassifier(
         ...     num_classes=3, image_shape=(4, 4, 1), num_bands=2, num_latents=4,
-        ...     d_latents=8, num_blocks=1, num_self_attends_per_block=1,
+        ...     num_latent_channels=8, num_blocks=1, num_self_attends_per_block=1,
         ...     num_self_attention_heads=2)
         >>> model.compile()
         >>> type(model.optimizer).__name__, type(model.loss).__name__
@@ -327,6 +361,19 @@ def _check_overrides(cls, overrides):
     """Rejects `overrides` that are not constructor arguments of `cls`."""
     own = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
     check_model_kwargs(cls, {k: v for k, v in overrides.items() if k not in own})
+
+
+def _copy_body(source, model, new_head):
+    """Copies the input adapter and encoder weights of `source` into `model`."""
+    for part in ("input_adapter", "encoder"):
+        try:
+            getattr(model, part).set_weights(getattr(source, part).get_weights())
+        except ValueError as error:
+            raise ValueError(
+                f"{type(model).__name__}.from_preset: with a new head ({new_head}) only "
+                f"the body's weights load, and its {part} does not match the saved "
+                f"one ({str(error)[:200]}); keep the body's arguments unchanged."
+            ) from None
 
 
 def _json_default(value):

@@ -9,11 +9,13 @@ from keras_perceiver.layers import validation
 from keras_perceiver.layers.decoders import BasicDecoder
 from keras_perceiver.layers.utils import dense_initializer
 from keras_perceiver.models.input_checks import CheckedInputs
+from keras_perceiver.models.renamed import take_renamed
 from keras_perceiver.models.masked_lm import ENCODER_ARGS
 from keras_perceiver.models.masked_lm import LANGUAGE_PERCEIVER
 from keras_perceiver.models.masked_lm import PerceiverMaskedLM
 from keras_perceiver.models.masked_lm import build_text_encoder
 from keras_perceiver.models.masked_lm import check_text_arguments
+from keras_perceiver.models.pipeline import attach_preprocessor
 from keras_perceiver.models.task import CONFIG_FILE
 from keras_perceiver.models.task import PerceiverTask
 
@@ -47,7 +49,7 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
 
     Args:
         tasks: `{task name: num_classes}` (or an int: one task `"label"`).
-        num_query_channels: width of the task queries (None: `d_latents`).
+        num_query_channels: width of the task queries (None: `num_latent_channels`).
         decoder_num_heads, decoder_qk_channels, decoder_v_channels,
         decoder_widening_factor, decoder_use_query_residual: the decoder
             cross-attention (transformers: 1 head, defaults, residual on).
@@ -67,13 +69,16 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
     >>> import numpy as np
     >>> model = keras_perceiver.models.PerceiverTextClassifier(
     ...     tasks={"sst2": 2, "mnli": 3}, max_length=16, d_model=8,
-    ...     num_latents=4, d_latents=16, num_self_attends_per_block=1,
+    ...     num_latents=4, num_latent_channels=16, num_self_attends_per_block=1,
     ...     num_self_attention_heads=2, num_cross_attention_heads=2,
     ...     qk_channels=8, v_channels=16)
     >>> outputs = model(np.ones((2, 10), "int32"))
     >>> tuple(outputs["sst2"].shape), tuple(outputs["mnli"].shape)
     ((2, 2), (2, 3))
     """
+
+    # from_preset(..., tasks=...): the saved encoder, fresh task heads.
+    HEAD_ARGUMENTS = ("tasks",)
 
     PRESETS = {
         "language_perceiver": {
@@ -93,7 +98,7 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
         max_length=2048,
         d_model=768,
         num_latents=256,
-        d_latents=1280,
+        num_latent_channels=1280,
         num_blocks=1,
         num_self_attends_per_block=26,
         num_self_attention_heads=8,
@@ -120,13 +125,14 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
         **kwargs,
     ):
         tasks = _check_tasks(tasks)
+        num_latent_channels = take_renamed(type(self), kwargs, "d_latents", num_latent_channels, 1280)
         args = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
         check_text_arguments(type(self), args, kwargs)
         validation.check_arguments(
             type(self).__name__, args, ints=("decoder_num_heads", "decoder_widening_factor"),
             optional_ints=("num_query_channels", "decoder_qk_channels", "decoder_v_channels"))
-        preprocessor, encoder = build_text_encoder(args)
-        query_channels = num_query_channels or d_latents
+        input_adapter, encoder = build_text_encoder(args)
+        query_channels = num_query_channels or num_latent_channels
         decoder = BasicDecoder(
             output_num_channels=query_channels,
             output_index_dims=len(tasks),
@@ -153,14 +159,14 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
         }
 
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        preprocessor.build(token_ids.shape)
-        mask = preprocessor.compute_padding_mask(token_ids)
-        latents = encoder(preprocessor(token_ids), input_mask=mask)
+        input_adapter.build(token_ids.shape)
+        mask = input_adapter.compute_padding_mask(token_ids)
+        latents = encoder(input_adapter(token_ids), input_mask=mask)
         queries = decoder(latents)
         outputs = {name: head(queries[:, i]) for i, (name, head) in enumerate(heads.items())}
         super().__init__(inputs=token_ids, outputs=outputs, **kwargs)
 
-        self.preprocessor = preprocessor
+        self.input_adapter = input_adapter
         self.encoder = encoder
         self.decoder = decoder
         self.heads = heads
@@ -171,6 +177,12 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
 
     def input_checks(self):
         return {"token_ids": {"kind": "ids", "high": self._args["vocab_size"]}}
+
+    def default_preprocessor(self):
+        """Strings -> `[CLS] bytes [SEP]` ids padded to `max_length`."""
+        from keras_perceiver.preprocessors import PerceiverTextClassifierPreprocessor
+
+        return PerceiverTextClassifierPreprocessor(self._args["max_length"])
 
     def _default_loss(self):
         return {
@@ -204,18 +216,21 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
         config = {k: v for k, v in masked_lm.get_config().items() if k in ENCODER_ARGS}
         config.update(overrides)
         model = cls(tasks=tasks, **config)
-        model.preprocessor.set_weights(masked_lm.preprocessor.get_weights())
+        model.input_adapter.set_weights(masked_lm.input_adapter.get_weights())
         model.encoder.set_weights(masked_lm.encoder.get_weights())
         return model
 
     @classmethod
-    def from_preset(cls, preset, weights=None, tasks=None, **overrides):
+    def from_preset(cls, preset, weights=None, tasks=None, load_weights=True,
+                    preprocessor=None, **overrides):
         """Builds a classifier from a preset name or directory.
 
         A `PerceiverMaskedLM` preset directory, or a preset name with
         `weights` of the masked LM, transfers the encoder weights to a new
-        classifier with `tasks`; a `PerceiverTextClassifier` directory
-        reloads it exactly.
+        classifier with `tasks` (`load_weights=False`: random weights); a
+        `PerceiverTextClassifier` directory reloads it exactly, or with
+        other `tasks` its encoder only (fresh heads). `preprocessor` as in
+        `PerceiverTask.from_preset`.
         """
         if tasks is not None:
             overrides["tasks"] = tasks
@@ -229,11 +244,13 @@ class PerceiverTextClassifier(CheckedInputs, PerceiverTask):
                     f"{cls.__name__}.from_preset: pass `tasks={{name: num_classes}}` "
                     f"to build a classifier from the masked LM {preset!r}."
                 )
-            masked_lm = PerceiverMaskedLM.from_preset(preset, weights=weights)
-            return cls.from_masked_lm(masked_lm, **overrides)
+            masked_lm = PerceiverMaskedLM.from_preset(
+                preset, weights=weights, load_weights=load_weights, preprocessor=False)
+            return attach_preprocessor(cls.from_masked_lm(masked_lm, **overrides), preprocessor)
         if saved_class is None and "tasks" not in overrides:
             raise ValueError(
                 f"{cls.__name__}.from_preset: pass `tasks={{name: num_classes}}` "
                 f"with the preset {preset!r}."
             )
-        return super().from_preset(preset, weights=weights, **overrides)
+        return super().from_preset(preset, weights=weights, load_weights=load_weights,
+                                   preprocessor=preprocessor, **overrides)

@@ -145,7 +145,7 @@ def test_from_deepmind_holds_exactly_the_arrays(tmp_path, rng):
         assert len(hits) == 1
     # And in the right place.
     eq = np.testing.assert_array_equal
-    eq(ops.convert_to_numpy(model.preprocessor.patches_linear.kernel),
+    eq(ops.convert_to_numpy(model.input_adapter.patches_linear.kernel),
        arrays["image_preprocessor/patches_linear"]["w"])
     eq(ops.convert_to_numpy(model.encoder.latents.embeddings),
        arrays["perceiver_encoder/~/trainable_position_encoding"]["pos_embs"])

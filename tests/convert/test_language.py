@@ -252,7 +252,7 @@ def test_from_deepmind_holds_exactly_the_arrays(tmp_path):
     path = write_pickle(params, tmp_path / "language_perceiver_io_bytes.pickle")
     model = convert.from_deepmind(path, "language_perceiver", **OVERRIDES)
     config = model.get_config()
-    assert (config["max_length"], config["d_model"], config["num_latents"], config["d_latents"],
+    assert (config["max_length"], config["d_model"], config["num_latents"], config["num_latent_channels"],
             config["num_self_attends_per_block"], config["qk_channels"], config["v_channels"],
             config["decoder_qk_channels"], config["decoder_v_channels"], config["activation"],
             config["mask_decoder_queries"]) == (MAX_LEN, D_MODEL, N_LAT, D_LAT, 3, QK, V, DEC_QK,
@@ -268,7 +268,7 @@ def test_from_deepmind_holds_exactly_the_arrays(tmp_path):
         assert len(hits) == 1
         unmatched.remove(hits[0])
     np.testing.assert_array_equal(
-        ops.convert_to_numpy(model.preprocessor.token_embedding.embeddings),
+        ops.convert_to_numpy(model.input_adapter.token_embedding.embeddings),
         params["embed"]["embeddings"])
     np.testing.assert_array_equal(ops.convert_to_numpy(model.head.bias),
                                   params["embedding_decoder"]["bias"])

@@ -51,7 +51,7 @@ def test_conv_processing_uses_the_transformers_stem():
     assert model.stem_padding == "transformers"
     assert model.num_tokens == 7 * 7  # 32 -> 16 -> 7 (DeepMind's padding: 8x8)
     assert model.max_resolution == (56, 56)
-    bn = model.preprocessor.stem.batchnorm
+    bn = model.input_adapter.stem.batchnorm
     assert not np.allclose(ops.convert_to_numpy(bn.moving_variance), 1.0)
 
 
@@ -152,7 +152,8 @@ def haiku_checkpoint(model, rng):
     return tree, expected
 
 
-DEEPMIND_SMALL = dict(SMALL, num_classes=5, image_shape=(16, 16, 3), num_query_channels=16)
+DEEPMIND_SMALL = dict({k: v for k, v in SMALL.items() if k != "d_latents"},
+                      num_latent_channels=16, num_classes=5, image_shape=(16, 16, 3), num_query_channels=16)
 
 
 @pytest.mark.parametrize("preset", sorted(PerceiverImageClassifier.presets))

@@ -12,7 +12,7 @@ from keras_perceiver import distribution
 from keras_perceiver.models import PerceiverMaskedLM
 from tests.distribution import tiny
 
-MLM = dict(max_length=16, d_model=8, num_latents=4, d_latents=16, num_self_attends_per_block=2,
+MLM = dict(max_length=16, d_model=8, num_latents=4, num_latent_channels=16, num_self_attends_per_block=2,
            num_self_attention_heads=2, num_cross_attention_heads=2, qk_channels=8, v_channels=16)
 
 

@@ -15,7 +15,7 @@ ATOL = 1e-5
 # fp16 1e-4 on the weights).
 MIXED_ATOL = {"mixed_bfloat16": 5e-3, "mixed_float16": 1e-3}
 LATENT = "encoder/self_attention_0/"
-# path: (shard spec, per-device shard shape) for d_latents=8 on a 2-way model axis.
+# path: (shard spec, per-device shard shape) for num_latent_channels=8 on a 2-way model axis.
 SHARDED = {
     LATENT + "attention/query/kernel": ([None, "model"], [8, 4]),
     LATENT + "attention/key/kernel": ([None, "model"], [8, 4]),

@@ -17,7 +17,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = dict(
     num_classes=3, image_shape=(4, 4, 3), prep_type="learned", prep_channels=4,
-    position_channels=4, project_pos_dim=4, num_latents=4, d_latents=8, num_blocks=1,
+    position_channels=4, project_pos_dim=4, num_latents=4, num_latent_channels=8, num_blocks=1,
     num_self_attends_per_block=1, num_self_attention_heads=2, num_cross_attention_heads=1,
     dropout=0.0, attention_dropout=0.0,
 )

@@ -21,7 +21,7 @@ def digits_model():
     x = ((digits.images - 8.0) / 8.0).astype("float32")[..., None]
     y = digits.target
     model = keras_perceiver.models.PerceiverImageClassifier(
-        num_classes=10, image_shape=(8, 8, 1), num_bands=4, num_latents=8, d_latents=32,
+        num_classes=10, image_shape=(8, 8, 1), num_bands=4, num_latents=8, num_latent_channels=32,
         num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=4)
     steps = 12 * int(np.ceil((len(x) - 200) / 32))
     schedule = keras.optimizers.schedules.CosineDecay(

@@ -17,7 +17,7 @@ def _run(path, feeds):
 def test_image_classifier_onnx(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras_perceiver.models.PerceiverImageClassifier(
-        num_classes=7, image_shape=(8, 8, 3), num_bands=4, num_latents=8, d_latents=16,
+        num_classes=7, image_shape=(8, 8, 3), num_bands=4, num_latents=8, num_latent_channels=16,
         num_blocks=2, num_self_attends_per_block=1, num_self_attention_heads=2)
     path = export.export_onnx(model, str(tmp_path / "image.onnx"))
     for batch in (1, 3):  # dynamic batch
@@ -41,7 +41,7 @@ def test_optical_flow_onnx(tmp_path):
 def test_masked_lm_onnx(tmp_path):
     keras.utils.set_random_seed(2)
     model = keras_perceiver.models.PerceiverMaskedLM(
-        max_length=16, d_model=8, num_latents=4, d_latents=16,
+        max_length=16, d_model=8, num_latents=4, num_latent_channels=16,
         num_self_attends_per_block=1, num_self_attention_heads=2,
         num_cross_attention_heads=2, qk_channels=8, v_channels=16,
         decoder_num_heads=2, decoder_qk_channels=8)

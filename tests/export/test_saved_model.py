@@ -56,18 +56,18 @@ def models():
     x = keras.Input((3,), name="features")
     generic = keras.Model(x, keras.layers.Dense(2, name="scores")(x))
     image = keras_perceiver.models.PerceiverImageClassifier(
-        num_classes=7, image_shape=(8, 8, 3), num_bands=4, num_latents=8, d_latents=16,
+        num_classes=7, image_shape=(8, 8, 3), num_bands=4, num_latents=8, num_latent_channels=16,
         num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=2)
     keras.utils.set_random_seed(2)
     masked_lm = keras_perceiver.models.PerceiverMaskedLM(
-        max_length=24, d_model=8, num_latents=4, d_latents=16,
+        max_length=24, d_model=8, num_latents=4, num_latent_channels=16,
         num_self_attends_per_block=1, num_self_attention_heads=2,
         num_cross_attention_heads=2, qk_channels=8, v_channels=16,
         decoder_num_heads=2, decoder_qk_channels=8)
     keras.utils.set_random_seed(3)
     text = keras_perceiver.models.PerceiverTextClassifier(
         tasks={"sst2": 2, "mnli": 3}, max_length=32, d_model=8, num_latents=4,
-        d_latents=16, num_self_attends_per_block=1, num_self_attention_heads=2,
+        num_latent_channels=16, num_self_attends_per_block=1, num_self_attention_heads=2,
         num_cross_attention_heads=2, qk_channels=8, v_channels=16)
     keras.utils.set_random_seed(4)
     flow = keras_perceiver.models.PerceiverOpticalFlow(

@@ -54,13 +54,13 @@ def _models():
     return {
         "generic": keras.Model(x, keras.layers.Dense(2, name="scores")(x)),
         "image": M.PerceiverImageClassifier(
-            num_classes=7, image_shape=(8, 8, 3), num_bands=2, d_latents=16, num_blocks=1,
+            num_classes=7, image_shape=(8, 8, 3), num_bands=2, num_latent_channels=16, num_blocks=1,
             **TINY),
         "mlm": M.PerceiverMaskedLM(
-            max_length=12, d_model=8, d_latents=16, num_cross_attention_heads=2,
+            max_length=12, d_model=8, num_latent_channels=16, num_cross_attention_heads=2,
             qk_channels=8, v_channels=16, decoder_num_heads=2, decoder_qk_channels=8, **TINY),
         "text": M.PerceiverTextClassifier(
-            tasks={"sst2": 2}, max_length=12, d_model=8, d_latents=16,
+            tasks={"sst2": 2}, max_length=12, d_model=8, num_latent_channels=16,
             num_cross_attention_heads=2, qk_channels=8, v_channels=16, **TINY),
         "flow": M.PerceiverOpticalFlow(
             image_shape=(6, 8), num_latent_channels=16, num_patch_channels=8, num_bands=2,

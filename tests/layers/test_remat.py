@@ -94,7 +94,7 @@ def test_task_models_pass_remat_through():
     from keras_perceiver.models import PerceiverMaskedLM
 
     model = PerceiverMaskedLM(
-        max_length=8, d_model=8, num_latents=2, d_latents=8, num_self_attends_per_block=1,
+        max_length=8, d_model=8, num_latents=2, num_latent_channels=8, num_self_attends_per_block=1,
         num_self_attention_heads=2, num_cross_attention_heads=2, qk_channels=8,
         v_channels=8, decoder_num_heads=2, decoder_qk_channels=8, remat=True,
         attention_memory_budget=1024,

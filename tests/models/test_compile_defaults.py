@@ -61,7 +61,7 @@ def _check_optimizer(model):
 def test_image_classifier_defaults():
     keras.utils.set_random_seed(0)
     model = M.PerceiverImageClassifier(
-        num_classes=7, image_shape=(6, 6, 1), num_bands=2, d_latents=16, num_blocks=1,
+        num_classes=7, image_shape=(6, 6, 1), num_bands=2, num_latent_channels=16, num_blocks=1,
         **TINY_ENCODER)
     model.compile()
     _check_optimizer(model)
@@ -74,7 +74,7 @@ def test_image_classifier_defaults():
     assert {"loss", "accuracy", "top_5_accuracy"} <= set(history)
     # Few classes: no top-5 metric (it would always be 1).
     small = M.PerceiverImageClassifier(
-        num_classes=3, image_shape=(6, 6, 1), num_bands=2, d_latents=16, num_blocks=1,
+        num_classes=3, image_shape=(6, 6, 1), num_bands=2, num_latent_channels=16, num_blocks=1,
         **TINY_ENCODER)
     small.compile()
     assert [m.name for m in small._default_metrics()] == ["accuracy"]
@@ -83,7 +83,7 @@ def test_image_classifier_defaults():
 def test_text_classifier_defaults_per_task():
     keras.utils.set_random_seed(1)
     model = M.PerceiverTextClassifier(
-        tasks={"sst2": 2, "stsb": 1}, max_length=12, d_model=8, d_latents=16,
+        tasks={"sst2": 2, "stsb": 1}, max_length=12, d_model=8, num_latent_channels=16,
         num_cross_attention_heads=2, qk_channels=8, v_channels=16, **TINY_ENCODER)
     model.compile(jit_compile=False)
     _check_optimizer(model)
@@ -102,7 +102,7 @@ def test_text_classifier_defaults_per_task():
 def test_masked_lm_defaults_count_only_masked_positions():
     keras.utils.set_random_seed(2)
     model = M.PerceiverMaskedLM(
-        max_length=12, d_model=8, d_latents=16, num_cross_attention_heads=2,
+        max_length=12, d_model=8, num_latent_channels=16, num_cross_attention_heads=2,
         qk_channels=8, v_channels=16, decoder_num_heads=2, decoder_qk_channels=8,
         **TINY_ENCODER)
     model.compile(jit_compile=False)

@@ -9,7 +9,7 @@ from keras import ops
 from keras_perceiver.models import PerceiverImageClassifier
 from keras_perceiver.models import PerceiverTask
 
-TINY = dict(num_latents=8, d_latents=16, num_blocks=2, num_self_attends_per_block=1,
+TINY = dict(num_latents=8, num_latent_channels=16, num_blocks=2, num_self_attends_per_block=1,
             num_self_attention_heads=2)
 COUNTS = {  # trainable, non-trainable (docs/architecture.md section 4)
     "vision_perceiver_learned": (62_255_848, 0),

@@ -8,7 +8,7 @@ from keras_perceiver.models import PerceiverTask
 from keras_perceiver.tokenizers import BytesTokenizer
 
 SMALL = dict(
-    max_length=24, d_model=8, num_latents=6, d_latents=16, num_blocks=2,
+    max_length=24, d_model=8, num_latents=6, num_latent_channels=16, num_blocks=2,
     num_self_attends_per_block=2, num_self_attention_heads=2,
     num_cross_attention_heads=2, qk_channels=8, v_channels=16,
     decoder_num_heads=2, decoder_qk_channels=8,
@@ -93,7 +93,7 @@ def test_padding_does_not_change_real_positions(rng):
 def test_embedding_head_is_tied(rng):
     model = small_model()
     randomize(model, rng)
-    table = model.preprocessor.token_embedding.embeddings
+    table = model.input_adapter.token_embedding.embeddings
     assert model.head.weights == [model.head.bias]
     assert sum(w is table for w in model.trainable_weights) == 1
     ids = token_ids(rng)
@@ -104,7 +104,7 @@ def test_embedding_head_is_tied(rng):
 
 def test_training_step_reaches_the_tied_embedding(rng):
     model = small_model()
-    table = model.preprocessor.token_embedding.embeddings
+    table = model.input_adapter.token_embedding.embeddings
     before = numpy(table).copy()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer="adam", loss=loss, run_eagerly=True)
@@ -149,7 +149,7 @@ def test_presets_and_overrides():
     with pytest.raises(ValueError, match="unknown preset"):
         PerceiverMaskedLM.from_preset("no_such_preset")
     config = PerceiverMaskedLM.preset_config("language_perceiver")
-    assert (config["max_length"], config["d_model"], config["num_latents"], config["d_latents"],
+    assert (config["max_length"], config["d_model"], config["num_latents"], config["num_latent_channels"],
             config["num_self_attends_per_block"], config["qk_channels"], config["v_channels"],
             config["decoder_qk_channels"], config["decoder_v_channels"]) == (
         2048, 768, 256, 1280, 26, 256, 1280, 256, 768)

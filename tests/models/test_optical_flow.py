@@ -30,7 +30,7 @@ def test_output_shape_and_tokens(rng):
     flow = model(frames_for(model, rng))
     assert tuple(flow.shape) == (2, 6, 8, 2)
     # 8 patch channels + 2 positions + 2 * 2 * 3 Fourier features, one token per pixel.
-    assert model.preprocessor.output_channels == 8 + 2 + 12
+    assert model.input_adapter.output_channels == 8 + 2 + 12
 
 
 def test_flow_is_decoder_output_over_100_times_20(rng):
@@ -59,8 +59,8 @@ def test_pixel_flow_depends_on_its_own_neighbourhood(rng):
     y[0, 0, 3, 4] += 0.5
 
     def flow(latents_from, queries_from):
-        latents = model.encoder(model.preprocessor(latents_from))
-        out = model.decoder(latents, inputs=model.preprocessor(queries_from))
+        latents = model.encoder(model.input_adapter(latents_from))
+        out = model.decoder(latents, inputs=model.input_adapter(queries_from))
         return ops.convert_to_numpy(out).reshape(6, 8, 2) * scale
 
     a, b = ops.convert_to_numpy(model(x))[0], ops.convert_to_numpy(model(y))[0]
@@ -246,7 +246,7 @@ def test_full_preset_count_forward_and_round_trip(tmp_path):
     model = PerceiverOpticalFlow.from_preset("optical_flow_perceiver", load_weights=False)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 41_057_134
-    assert model.preprocessor.output_channels == 322
+    assert model.input_adapter.output_channels == 322
     frames = np.random.default_rng(0).uniform(-1, 1, (1, 2, 368, 496, 3)).astype("float32")
     # One forward pass (TensorFlow, CPU): ~45-70 CPU-seconds, ~3.7 GB peak
     # RSS for the whole test (the 182,528 x 2048 attention maps of the

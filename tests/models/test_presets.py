@@ -82,7 +82,7 @@ def test_download_convert_cache_then_offline(server, keras_home, monkeypatch):
     params = haiku_params()
     embeddings = params["embed"]["embeddings"]
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(model.preprocessor.token_embedding.embeddings), embeddings)
+        keras.ops.convert_to_numpy(model.input_adapter.token_embedding.embeddings), embeddings)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.head.bias),
                                   params["embedding_decoder"]["bias"])
     ids = np.arange(2 * 16).reshape(2, 16).astype("int32") % 262

@@ -6,7 +6,7 @@ from keras_perceiver.models import PerceiverMaskedLM
 from keras_perceiver.models import PerceiverTextClassifier
 
 ENCODER = dict(
-    max_length=24, d_model=8, num_latents=6, d_latents=16, num_blocks=2,
+    max_length=24, d_model=8, num_latents=6, num_latent_channels=16, num_blocks=2,
     num_self_attends_per_block=2, num_self_attention_heads=2,
     num_cross_attention_heads=2, qk_channels=8, v_channels=16,
 )
@@ -113,7 +113,7 @@ def test_save_to_preset_round_trip(tmp_path, rng):
 
 
 def _assert_encoder_transferred(masked_lm, classifier):
-    pairs = [(masked_lm.preprocessor, classifier.preprocessor),
+    pairs = [(masked_lm.input_adapter, classifier.input_adapter),
              (masked_lm.encoder, classifier.encoder)]
     count = 0
     for source, target in pairs:

@@ -5,7 +5,7 @@ exactly once in the file), `mutated` (its replacement), `tests` (pytest paths
 run on the mutated copy, TensorFlow backend). Add every bug found later here.
 """
 
-PREPROCESSING = "keras_perceiver/export/preprocessing.py"
+PREPROCESSING = "keras_perceiver/preprocessors/image_converter.py"
 SERVING_TESTS = ["tests/export/test_preprocessing.py", "tests/export/test_saved_model.py"]
 
 MUTATIONS = [
@@ -22,8 +22,8 @@ MUTATIONS = [
     dict(
         name="central-crop offset rounded up",
         file=PREPROCESSING,
-        original="top = (hw[0] - side) // 2\n        left = (hw[1] - side) // 2",
-        mutated="top = (hw[0] - side + 1) // 2\n        left = (hw[1] - side + 1) // 2",
+        original="top = (hw[0] - side) // 2\n            left = (hw[1] - side) // 2",
+        mutated="top = (hw[0] - side + 1) // 2\n            left = (hw[1] - side + 1) // 2",
         tests=SERVING_TESTS,
     ),
     dict(
@@ -93,8 +93,8 @@ MUTATIONS = [
     dict(
         name="central crop dropped",
         file=PREPROCESSING,
-        original='if options["mode"] == "center_crop":',
-        mutated='if options["mode"] == "no_crop":',
+        original='if self.mode == "center_crop":',
+        mutated='if self.mode == "no_crop":',
         tests=SERVING_TESTS,
     ),
     dict(

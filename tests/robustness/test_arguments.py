@@ -13,10 +13,10 @@ from keras_perceiver import layers as L
 from keras_perceiver import models as M
 from keras_perceiver.models.optical_flow import tile_origins
 
-TEXT = dict(max_length=16, d_model=8, num_latents=4, d_latents=16, num_self_attends_per_block=1,
+TEXT = dict(max_length=16, d_model=8, num_latents=4, num_latent_channels=16, num_self_attends_per_block=1,
             num_self_attention_heads=2, num_cross_attention_heads=2, qk_channels=8,
             v_channels=16)
-IMAGE = dict(num_classes=3, image_shape=(8, 8, 1), num_bands=2, num_latents=4, d_latents=8,
+IMAGE = dict(num_classes=3, image_shape=(8, 8, 1), num_bands=2, num_latents=4, num_latent_channels=8,
              num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=2)
 FLOW = dict(image_shape=(6, 8), num_latents=4, num_latent_channels=8,
             num_self_attends_per_block=1, num_self_attention_heads=2, num_patch_channels=4,
@@ -50,7 +50,7 @@ TASK_CASES = [
     (M.PerceiverMaskedLM, dict(num_latents=2.5), r"`num_latents` " + INT.format(1, 2.5)),
     (M.PerceiverTextClassifier, dict(num_cross_attention_heads=0), r"`num_cross_attention_heads` " + INT.format(1, 0)),
     (M.PerceiverImageClassifier, dict(num_latents=0), r"PerceiverImageClassifier: `num_latents` " + INT.format(1, 0)),
-    (M.PerceiverImageClassifier, dict(d_latents=10, num_self_attention_heads=3), r"divisible by num_self_attention_heads=3"),
+    (M.PerceiverImageClassifier, dict(num_latent_channels=10, num_self_attention_heads=3), r"divisible by num_self_attention_heads=3"),
     (M.PerceiverImageClassifier, dict(num_bands=0), r"`num_bands` " + INT.format(1, 0)),
     (M.PerceiverOpticalFlow, dict(num_blocks=0), r"PerceiverOpticalFlow: `num_blocks` " + INT.format(1, 0)),
     (M.PerceiverOpticalFlow, dict(rescale_factor=0.0), r"`rescale_factor` must be a finite number > 0.0"),

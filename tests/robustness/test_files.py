@@ -15,7 +15,7 @@ from keras_perceiver.models import PerceiverImageClassifier
 from keras_perceiver.models import PerceiverTask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY = dict(num_classes=3, image_shape=(8, 8, 3), num_bands=2, num_latents=4, d_latents=8,
+TINY = dict(num_classes=3, image_shape=(8, 8, 3), num_bands=2, num_latents=4, num_latent_channels=8,
             num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=2)
 
 

@@ -14,7 +14,7 @@ from keras_perceiver import models as M
 from keras_perceiver.layers import validation
 from keras_perceiver.tokenizers import BytesTokenizer
 
-TEXT = dict(max_length=16, d_model=8, num_latents=4, d_latents=16, num_self_attends_per_block=1,
+TEXT = dict(max_length=16, d_model=8, num_latents=4, num_latent_channels=16, num_self_attends_per_block=1,
             num_self_attention_heads=2, num_cross_attention_heads=2, qk_channels=8,
             v_channels=16)
 MULTIMODAL = dict(num_frames=2, image_size=8, audio_samples=32, samples_per_patch=4,
@@ -33,7 +33,7 @@ def text_classifier():
 
 def image_classifier():
     return M.PerceiverImageClassifier(
-        num_classes=3, image_shape=(8, 8, 1), num_bands=2, num_latents=4, d_latents=8,
+        num_classes=3, image_shape=(8, 8, 1), num_bands=2, num_latents=4, num_latent_channels=8,
         num_blocks=1, num_self_attends_per_block=1, num_self_attention_heads=2)
 
 
