@@ -29,6 +29,36 @@ def _model_function(model):
     return tf.function(serve, input_signature=specs, autograph=False), names
 
 
+def _raw_image_function(model, image_size=None, image_preprocessing=None):
+    """uint8 images of one size -> the SavedModel's named classification outputs."""
+    from keras_perceiver.export.signatures import _classification_outputs
+    from keras_perceiver.export.signatures import _is_image_classifier
+    from keras_perceiver.export.signatures import _logits
+    from keras_perceiver.export.signatures import image_options
+    from keras_perceiver.preprocessors import PerceiverImageConverter
+
+    if not _is_image_classifier(model):
+        raise ValueError(
+            "export_litert: raw_inputs=True applies to image classifiers only (LiteRT has "
+            "no string ops for the text models' tokenisation); export "
+            f"{type(model).__name__} with raw_inputs=False (its model inputs)."
+        )
+    image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    options = image_options(model, image_preprocessing)
+    converter = PerceiverImageConverter(image_shape[:2], num_channels=image_shape[-1], **options)
+    size = tuple(int(d) for d in (image_size or image_shape[:2]))
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"export_litert: image_size must be (height, width), got {image_size!r}.")
+    spec = tf.TensorSpec((None,) + size + image_shape[-1:], tf.uint8, name="images")
+
+    def serve(images):
+        x = converter.transform_fixed_size(images, size)
+        logits = _logits(model(x, training=False))
+        return _classification_outputs(logits, logits.shape[-1])
+
+    return tf.function(serve, input_signature=[spec], autograph=False), ["images"]
+
+
 def _representative_dataset(data, names, limit=None):
     if callable(data):
         return data
@@ -77,8 +107,18 @@ def _convert(saved_model_dir, quantization, representative, ops):
     return converter.convert()
 
 
-def export_litert(model, path, quantization=None, representative_data=None, overwrite=False):
-    """Writes `model` (its own named inputs, dynamic batch) as a `.tflite` file.
+def export_litert(model, path, quantization=None, representative_data=None, overwrite=False,
+                  raw_inputs=False, image_size=None, image_preprocessing=None):
+    """Writes `model` as a `.tflite` file (signature `serving_default`).
+
+    By default the file takes the model's own named inputs (dynamic batch;
+    image classifiers: normalised float32 images) and returns its outputs
+    (one output: `outputs`). With `raw_inputs=True` (image classifiers) it
+    takes uint8 `images` `[batch, h, w, C]` of one size (`image_size`,
+    default the model's), runs the SavedModel's preprocessing (the attached
+    preprocessor's settings, updated by `image_preprocessing`) and returns
+    the SavedModel's named outputs `logits`, `probabilities` and
+    `top_5_classes`.
 
     Builtin ops only are tried first; if the converter needs TensorFlow ops,
     it falls back to `SELECT_TF_OPS` with a warning (that model then needs
@@ -97,6 +137,11 @@ def export_litert(model, path, quantization=None, representative_data=None, over
         overwrite: replace an existing file at `path` (else an error). The
             file is written next to `path` and renamed into place, so a
             failure never leaves a truncated file.
+        raw_inputs: image classifiers: uint8 images in, named outputs out
+            (`representative_data` then holds raw uint8 images).
+        image_size: with `raw_inputs`: the `(height, width)` the file takes.
+        image_preprocessing: with `raw_inputs`: options as
+            `export_saved_model`'s.
 
     Returns:
         `path`.
@@ -124,7 +169,12 @@ def export_litert(model, path, quantization=None, representative_data=None, over
             stacklevel=2,
         )
     files.check_new_file(path, overwrite, "export_litert")
-    fn, names = _model_function(model)
+    if raw_inputs:
+        fn, names = _raw_image_function(model, image_size, image_preprocessing)
+    elif image_size is not None or image_preprocessing is not None:
+        raise ValueError("export_litert: image_size and image_preprocessing need raw_inputs=True.")
+    else:
+        fn, names = _model_function(model)
     representative = None
     if quantization == "int8":
         if representative_data is None:
