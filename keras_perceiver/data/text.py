@@ -15,10 +15,10 @@ accordingly:
 
 * ``shift`` (4 classes): ASCII letters Caesar-shifted by 0, 1, 2 or 3
   (``a -> b`` for 1; case kept). A byte histogram tells it apart.
-* ``reversed`` (2 classes): the letters of every word are written backwards
-  (``"the cat" -> "eht tac"``). The bytes are the same multiset: only their
-  order within words tells, so a model needs to know how English is spelled,
-  which is what the masked LM learns.
+* ``noise`` (2 classes): whether each ASCII letter was, with probability
+  1/4, replaced by a uniformly random letter of the same case (noise is
+  drawn before the shift). Telling misspelt English from English needs to
+  know how English is spelled, which is what the masked LM learns.
 
 **tfds**: ``load_tfds_text(name, split)`` reads any dataset with a text
 feature (``wikipedia/...``, ``imdb_reviews``, ``glue/sst2``, ``glue/mnli``,
@@ -33,8 +33,8 @@ Example:
 >>> passages = text.embedded_passages("test", length=64)
 >>> len(passages) > 1000, max(len(p) for p in passages) <= 64
 (True, True)
->>> text.caesar_shift(b"Abz", 1), text.reverse_words(b"the cat")
-(b'Bca', b'eht tac')
+>>> text.caesar_shift(b"Abz", 1)
+b'Bca'
 """
 
 import zlib
@@ -52,13 +52,14 @@ __all__ = [
     "embedded_task",
     "encode_passages",
     "load_tfds_text",
-    "reverse_words",
+    "add_letter_noise",
     "split_topics",
 ]
 
 SPLITS = ("train", "test")
 # The embedded classification task: {head: number of classes}.
-EMBEDDED_TASKS = {"shift": 4, "reversed": 2}
+EMBEDDED_TASKS = {"shift": 4, "noise": 2}
+NOISE_RATE = 0.25
 # Text feature names tried in order, then sentence pairs.
 TEXT_FEATURES = ("text", "sentence", "content", "document", "article", "review")
 PAIR_FEATURES = (("premise", "hypothesis"), ("sentence1", "sentence2"), ("question", "sentence"),
@@ -139,14 +140,18 @@ def embedded_passages(split, length=128):
     return [p for name in sorted(texts) for p in _passages(texts[name], length)]
 
 
-def encode_passages(passages, length):
-    """Byte ids `int32 [N, length]`, right-padded with PAD (0)."""
+def encode_passages(passages, length, add_special_tokens=False):
+    """Byte ids `int32 [N, length]`, right-padded with PAD (0); `add_special_tokens`: `[CLS] ... [SEP]`."""
     _check_length(length)
+    room = length - 2 if add_special_tokens else length
     ids = np.zeros((len(passages), length), np.int32)
     for i, passage in enumerate(passages):
-        if len(passage) > length:
-            raise ValueError(f"passage {i} has {len(passage)} bytes, expected at most {length}.")
-        ids[i, : len(passage)] = np.frombuffer(passage, np.uint8).astype(np.int32) + _TOKENIZER.NUM_SPECIAL_TOKENS
+        if len(passage) > room:
+            raise ValueError(f"passage {i} has {len(passage)} bytes, expected at most {room}.")
+        row = list(np.frombuffer(passage, np.uint8).astype(np.int32) + _TOKENIZER.NUM_SPECIAL_TOKENS)
+        if add_special_tokens:
+            row = [_TOKENIZER.CLS_ID] + row + [_TOKENIZER.SEP_ID]
+        ids[i, : len(row)] = row
     return ids
 
 
@@ -159,32 +164,42 @@ def caesar_shift(passage, shift):
     return a.astype(np.uint8).tobytes()
 
 
-def reverse_words(passage):
-    """Every space-separated word of `passage` (bytes) written backwards."""
-    return b" ".join(word[::-1] for word in passage.split(b" "))
+def add_letter_noise(passage, rng, rate=NOISE_RATE):
+    """Each ASCII letter of `passage` (bytes) replaced, with probability `rate`, by a uniformly
+    random letter of the same case (drawn from the NumPy Generator `rng`)."""
+    a = np.frombuffer(passage, np.uint8).astype(np.int32)
+    for first in (ord("a"), ord("A")):
+        letters = (a >= first) & (a < first + 26)
+        picked = letters & (rng.random(a.shape) < rate)
+        a = np.where(picked, rng.integers(first, first + 26, a.shape), a)
+    return a.astype(np.uint8).tobytes()
 
 
-def embedded_task(split, length=128, seed=0):
+def embedded_task(split, length=128, seed=0, add_special_tokens=True):
     """The embedded labelled task (see the module docstring).
 
     Args:
         split: `"train"` or `"test"`.
-        length: bytes per passage.
-        seed: the labels' seed (the held-out split uses `seed + 1`, so train
-            and test labels are independent).
+        length: ids per example (passages of `length - 2` bytes wrapped as
+            `[CLS] ... [SEP]` with `add_special_tokens`).
+        seed: the labels' and the noise's seed (each split draws from
+            `(seed, split)`, so train and test labels are independent).
+        add_special_tokens: wrap as `[CLS] ... [SEP]`, as the exported
+            classifier's serving signature does.
 
     Returns:
-        `(token_ids int32 [N, length], {"shift": int32 [N], "reversed": int32 [N]})`.
+        `(token_ids int32 [N, length], {"shift": int32 [N], "noise": int32 [N]})`.
     """
-    passages = embedded_passages(split, length)
+    passages = embedded_passages(split, length - 2 if add_special_tokens else length)
     rng = np.random.default_rng([seed, SPLITS.index(split)])
     shifts = rng.integers(0, EMBEDDED_TASKS["shift"], len(passages)).astype(np.int32)
-    flips = rng.integers(0, EMBEDDED_TASKS["reversed"], len(passages)).astype(np.int32)
+    noisy = rng.integers(0, EMBEDDED_TASKS["noise"], len(passages)).astype(np.int32)
     out = []
-    for passage, shift, flip in zip(passages, shifts, flips):
-        passage = caesar_shift(passage, int(shift))
-        out.append(reverse_words(passage) if flip else passage)
-    return encode_passages(out, length), {"shift": shifts, "reversed": flips}
+    for passage, shift, noise in zip(passages, shifts, noisy):
+        if noise:
+            passage = add_letter_noise(passage, rng)
+        out.append(caesar_shift(passage, int(shift)))
+    return encode_passages(out, length, add_special_tokens), {"shift": shifts, "noise": noisy}
 
 
 def _text_keys(features, name):
@@ -213,7 +228,8 @@ def encode_text_tf(texts, length):
     return ragged[:, :length].to_tensor(default_value=_TOKENIZER.PAD_ID, shape=[None, length])
 
 
-def load_tfds_text(name, split, length, label_key="label", data_dir=None, download=True):
+def load_tfds_text(name, split, length, label_key="label", data_dir=None, download=True,
+                   add_special_tokens=False):
     """Reads a tfds text dataset as batched-ready `(token_ids, label)` examples.
 
     Args:
@@ -224,6 +240,7 @@ def load_tfds_text(name, split, length, label_key="label", data_dir=None, downlo
         label_key: the label feature; None (or absent from the dataset) for
             unlabelled text (masked LM).
         data_dir, download: passed to `tfds.load`.
+        add_special_tokens: wrap as `[CLS] ... [SEP]` (within `length`).
 
     Returns:
         `(dataset, num_classes)`: a `tf.data.Dataset` of `token_ids int32
@@ -243,7 +260,14 @@ def load_tfds_text(name, split, length, label_key="label", data_dir=None, downlo
 
     def encode(example):
         texts = [tf.reshape(example[k], [1]) for k in keys]
-        ids = encode_text_tf(texts, length)[0]
+        if not add_special_tokens:
+            ids = encode_text_tf(texts, length)[0]
+        else:
+            ids = encode_text_tf(texts, length - 2)[0]
+            ids = tf.boolean_mask(ids, ids != _TOKENIZER.PAD_ID)
+            ids = tf.concat([[_TOKENIZER.CLS_ID], ids, [_TOKENIZER.SEP_ID]], 0)
+            ids = tf.pad(ids, [[0, length - tf.shape(ids)[0]]])
+            ids.set_shape([length])
         if num_classes is None:
             return ids
         return ids, tf.cast(example[label_key], tf.int32)
@@ -251,3 +275,57 @@ def load_tfds_text(name, split, length, label_key="label", data_dir=None, downlo
     if num_classes is not None:
         dataset = dataset.filter(lambda e: e[label_key] >= 0)
     return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE), num_classes
+
+
+
+def epoch_stream(dataset, batch_size, steps_per_epoch, seed=0, first_epoch=0, epochs=1,
+                 buffer_size=10_000):
+    """Batches for epochs `first_epoch .. epochs - 1`, each epoch's order drawn from `(seed, epoch)`.
+
+    Every epoch shuffles `dataset` with its own fixed seed, repeats it if
+    needed and takes `steps_per_epoch` full batches, so a run resumed at
+    epoch `e` sees the same batches as an uninterrupted one.
+
+    Args:
+        dataset: a finite `tf.data.Dataset` of examples.
+        batch_size, steps_per_epoch: batches per epoch.
+        seed: an integer.
+        first_epoch, epochs: the epochs to stream.
+        buffer_size: the shuffle buffer.
+
+    Returns:
+        A dataset of `(epoch int64, step int64, batch)`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> import keras_perceiver.data.text as text
+    >>> ds = text.epoch_stream(tf.data.Dataset.range(6), 4, 2, first_epoch=1, epochs=3)
+    >>> [(int(e), int(s), len(b)) for e, s, b in ds]
+    [(1, 0, 4), (1, 1, 4), (2, 0, 4), (2, 1, 4)]
+    """
+
+    def one_epoch(epoch):
+        ds = dataset.shuffle(buffer_size, seed=int(seed) * 1_000_003 + epoch, reshuffle_each_iteration=False)
+        ds = ds.repeat().batch(batch_size, drop_remainder=True).take(steps_per_epoch).enumerate()
+        return ds.map(lambda step, batch: (tf.constant(epoch, tf.int64), step, batch))
+
+    if first_epoch >= epochs:
+        raise ValueError(f"expected first_epoch < epochs, received {first_epoch} and {epochs}.")
+    stream = one_epoch(first_epoch)
+    for epoch in range(first_epoch + 1, epochs):
+        stream = stream.concatenate(one_epoch(epoch))
+    return stream
+
+
+def mask_stream(stream, seed=0, **mask_kwargs):
+    """`epoch_stream` batches of token ids -> `(masked_ids, labels, sample_weight)`, the masks drawn
+    from `(seed, epoch, step)` (see `keras_perceiver.data.masking.mask_bytes`)."""
+    from keras_perceiver.data import masking
+
+    base = tf.constant(int(seed), tf.int64)
+
+    def fn(epoch, step, ids):
+        return masking.mask_bytes(ids, tf.stack([base, epoch * 1_000_003 + step]), **mask_kwargs)
+
+    return stream.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

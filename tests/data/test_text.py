@@ -38,13 +38,24 @@ def test_passages_are_whole_words_within_length():
 
 def test_embedded_task_labels_are_exact():
     ids, labels = text.embedded_task("test", length=64, seed=0)
-    passages = text.embedded_passages("test", length=64)
+    passages = text.embedded_passages("test", length=62)
     assert ids.shape == (len(passages), 64) and set(labels) == set(text.EMBEDDED_TASKS)
-    for i in range(0, len(passages), 37):
-        expected = text.caesar_shift(passages[i], int(labels["shift"][i]))
-        if labels["reversed"][i]:
-            expected = text.reverse_words(expected)
-        assert TOK.decode(ids[i]).encode() == expected
+    assert (ids[:, 0] == TOK.CLS_ID).all()
+    letters = set(range(ord("a"), ord("z") + 1)) | set(range(ord("A"), ord("Z") + 1))
+    changed = []
+    for i in range(len(passages)):
+        got = TOK.decode(ids[i]).encode()
+        unshifted = text.caesar_shift(got, -int(labels["shift"][i]))
+        assert len(unshifted) == len(passages[i])
+        diff = [(a, b) for a, b in zip(unshifted, passages[i]) if a != b]
+        # Only letters change, to letters of the same case.
+        assert all(a in letters and (chr(a).islower() == chr(b).islower()) for a, b in diff)
+        if not labels["noise"][i]:
+            assert unshifted == passages[i]
+        else:
+            changed.append(len(diff) / max(1, sum(c in letters for c in passages[i])))
+    # 1/4 of the letters drawn anew, 25/26 of them to another letter.
+    assert abs(np.mean(changed) - 0.25 * 25 / 26) < 0.02
     for task, n in text.EMBEDDED_TASKS.items():
         counts = np.bincount(labels[task], minlength=n)
         assert len(counts) == n and counts.min() > 0.7 * len(passages) / n  # balanced
@@ -57,7 +68,8 @@ def test_embedded_task_labels_are_exact():
 def test_transforms():
     assert text.caesar_shift(b"xyz XYZ 09!", 3) == b"abc ABC 09!"
     assert text.caesar_shift(text.caesar_shift(b"Hello", 5), 21) == b"Hello"
-    assert text.reverse_words(b"ab cd  e") == b"ba dc  e"
+    noisy = text.add_letter_noise(b"abc ABC 123" * 100, np.random.default_rng(0), rate=1.0)
+    assert noisy[3:4] == b" " and noisy[8:11] == b"123" and noisy[:3].islower() and noisy[4:7].isupper()
 
 
 @pytest.mark.parametrize("bad", [0, 7, 1.5, True])
@@ -90,3 +102,6 @@ def test_tfds_text_and_pairs_with_mock_data():
         assert n == 3 and TOK.SEP_ID in ids.numpy().tolist()
         ds, n = text.load_tfds_text("imdb_reviews", "train", length=32, label_key=None)
         assert n is None and next(iter(ds)).shape == (32,)
+        ds, _ = text.load_tfds_text("glue/sst2", "validation", length=16, add_special_tokens=True)
+        ids = next(iter(ds))[0].numpy().tolist()
+        assert ids[0] == TOK.CLS_ID and TOK.SEP_ID in ids and len(ids) == 16
