@@ -37,6 +37,7 @@ Example:
 b'Bca'
 """
 
+import re
 import zlib
 
 import numpy as np
@@ -65,6 +66,8 @@ TEXT_FEATURES = ("text", "sentence", "content", "document", "article", "review")
 PAIR_FEATURES = (("premise", "hypothesis"), ("sentence1", "sentence2"), ("question", "sentence"),
                  ("question1", "question2"))
 _TOKENIZER = BytesTokenizer()
+# Heading underlines ("*****", "=====", "-----") carry no text.
+_RULE = re.compile(r"([*=~^-])\1{2,}")
 
 
 def _check_split(split):
@@ -118,7 +121,7 @@ def _paragraphs(topics):
         for name in names:
             kept = []
             for paragraph in topics[name].split("\n\n"):
-                paragraph = " ".join(paragraph.split())
+                paragraph = " ".join(w for w in paragraph.split() if not _RULE.fullmatch(w))
                 if paragraph and paragraph not in seen:
                     seen.add(paragraph)
                     kept.append(paragraph)
@@ -326,6 +329,7 @@ def mask_stream(stream, seed=0, **mask_kwargs):
     base = tf.constant(int(seed), tf.int64)
 
     def fn(epoch, step, ids):
-        return masking.mask_bytes(ids, tf.stack([base, epoch * 1_000_003 + step]), **mask_kwargs)
+        index = tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(step, tf.int64)
+        return masking.mask_bytes(ids, tf.stack([base, index]), **mask_kwargs)
 
     return stream.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
