@@ -1,5 +1,3 @@
-"""Input pipelines and embedded datasets for the training recipes (TF-only, `tf.data`).
-
-The modules here import TensorFlow; import them directly, e.g.
-`keras_perceiver.data.masking`.
-"""
+"""Training data for the recipes: `tf.data` pipelines and embedded data sets
+(TensorFlow-only modules; import the topic module, e.g.
+`keras_perceiver.data.images`)."""
