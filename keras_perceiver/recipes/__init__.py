@@ -13,6 +13,8 @@ import importlib
 
 RECIPES = {
     "image_classification": "keras_perceiver.recipes.image_classification",
+    "masked_lm": "keras_perceiver.recipes.masked_lm",
+    "text_classification": "keras_perceiver.recipes.text_classification",
 }
 
 

@@ -6,5 +6,6 @@ Modules import matplotlib only inside their plotting functions, so importing
 
 from keras_perceiver.visualize.attention import plot_image_attention
 from keras_perceiver.visualize.curves import plot_history
+from keras_perceiver.visualize.text import plot_masked_text
 
-__all__ = ["plot_history", "plot_image_attention"]
+__all__ = ["plot_history", "plot_image_attention", "plot_masked_text"]

@@ -1,0 +1,107 @@
+"""Embedded pydoc corpus, its labelled task and the tfds text reader."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_perceiver.data import text
+from keras_perceiver.tokenizers import BytesTokenizer
+
+TOK = BytesTokenizer()
+
+
+def test_topics_split_by_name_deterministically():
+    topics = text.pydoc_topics()
+    split = text.split_topics(topics)
+    assert set(split["train"]) | set(split["test"]) == set(topics)
+    assert not set(split["train"]) & set(split["test"])
+    held_out = sum(len(topics[n]) for n in split["test"]) / sum(len(t) for t in topics.values())
+    assert 0.1 < held_out < 0.35
+    # The rule depends on the name only: adding a topic moves no other topic.
+    assert text.split_topics(list(topics) + ["zzz-new"])["test"][:3] == split["test"][:3]
+
+
+def test_passages_are_whole_words_within_length():
+    passages = text.embedded_passages("train", length=64)
+    assert all(0 < len(p) <= 64 for p in passages)
+    assert np.mean([len(p) for p in passages]) > 50  # mostly full
+    topics = text.pydoc_topics()
+    words = set(" ".join(topics[n] for n in text.split_topics(topics)["train"]).encode().split())
+    # Every passage starts and ends on a word boundary (words shorter than the length are kept whole).
+    assert all(p.split()[0] in words and p.split()[-1] in words for p in passages if len(p.split()) > 1)
+    test = text.embedded_passages("test", length=64)
+    assert len(set(passages) & set(test)) <= 0.01 * len(test)  # repeated paragraphs are dropped
+    ids = text.encode_passages(passages[:3], 64)
+    assert ids.dtype == np.int32 and ids.shape == (3, 64)
+    assert TOK.decode(ids[0]) == passages[0].decode()
+
+
+def test_embedded_task_labels_are_exact():
+    ids, labels = text.embedded_task("test", length=64, seed=0)
+    passages = text.embedded_passages("test", length=62)
+    assert ids.shape == (len(passages), 64) and set(labels) == set(text.EMBEDDED_TASKS)
+    assert (ids[:, 0] == TOK.CLS_ID).all()
+    letters = set(range(ord("a"), ord("z") + 1)) | set(range(ord("A"), ord("Z") + 1))
+    changed = []
+    for i in range(len(passages)):
+        got = TOK.decode(ids[i]).encode()
+        unshifted = text.caesar_shift(got, -int(labels["shift"][i]))
+        assert len(unshifted) == len(passages[i])
+        diff = [(a, b) for a, b in zip(unshifted, passages[i]) if a != b]
+        # Only letters change, to letters of the same case.
+        assert all(a in letters and (chr(a).islower() == chr(b).islower()) for a, b in diff)
+        if not labels["noise"][i]:
+            assert unshifted == passages[i]
+        else:
+            changed.append(len(diff) / max(1, sum(c in letters for c in passages[i])))
+    # 1/4 of the letters drawn anew, 25/26 of them to another letter.
+    assert abs(np.mean(changed) - 0.25 * 25 / 26) < 0.02
+    for task, n in text.EMBEDDED_TASKS.items():
+        counts = np.bincount(labels[task], minlength=n)
+        assert len(counts) == n and counts.min() > 0.7 * len(passages) / n  # balanced
+    again = text.embedded_task("test", length=64, seed=0)
+    np.testing.assert_array_equal(again[0], ids)
+    other = text.embedded_task("test", length=64, seed=1)
+    assert (other[1]["shift"] != labels["shift"]).any()
+
+
+def test_transforms():
+    assert text.caesar_shift(b"xyz XYZ 09!", 3) == b"abc ABC 09!"
+    assert text.caesar_shift(text.caesar_shift(b"Hello", 5), 21) == b"Hello"
+    noisy = text.add_letter_noise(b"abc ABC 123" * 100, np.random.default_rng(0), rate=1.0)
+    assert noisy[3:4] == b" " and noisy[8:11] == b"123" and noisy[:3].islower() and noisy[4:7].isupper()
+
+
+@pytest.mark.parametrize("bad", [0, 7, 1.5, True])
+def test_bad_length(bad):
+    with pytest.raises(ValueError, match="length"):
+        text.embedded_passages("train", length=bad)
+
+
+def test_bad_split():
+    with pytest.raises(ValueError, match="split"):
+        text.embedded_task("validation")
+
+
+def test_encode_pairs_with_sep():
+    ids = text.encode_text_tf([tf.constant(["ab", "c"]), tf.constant(["d", "efgh"])], 6).numpy()
+    assert ids.tolist() == [
+        [103, 104, TOK.SEP_ID, 106, 0, 0],
+        [105, TOK.SEP_ID, 107, 108, 109, 110],
+    ]
+
+
+def test_tfds_text_and_pairs_with_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=5):
+        ds, n = text.load_tfds_text("imdb_reviews", "train", length=32)
+        ids, label = next(iter(ds))
+        assert n == 2 and ids.shape == (32,) and ids.dtype == tf.int32 and label.dtype == tf.int32
+        ds, n = text.load_tfds_text("glue/mnli", "validation_matched", length=32)
+        ids, _ = next(iter(ds))
+        assert n == 3 and TOK.SEP_ID in ids.numpy().tolist()
+        ds, n = text.load_tfds_text("imdb_reviews", "train", length=32, label_key=None)
+        assert n is None and next(iter(ds)).shape == (32,)
+        ds, _ = text.load_tfds_text("glue/sst2", "validation", length=16, add_special_tokens=True)
+        ids = next(iter(ds))[0].numpy().tolist()
+        assert ids[0] == TOK.CLS_ID and TOK.SEP_ID in ids and len(ids) == 16
