@@ -1,0 +1,11 @@
+"""Pictures of what the models learned (matplotlib, the `[viz]` extra).
+
+Modules import matplotlib only inside their plotting functions, so importing
+`keras_perceiver.visualize` needs NumPy alone; `flow_to_color` needs no
+matplotlib at all.
+"""
+
+from keras_perceiver.visualize.flow import flow_to_color
+from keras_perceiver.visualize.flow import make_colorwheel
+
+__all__ = ["flow_to_color", "make_colorwheel"]
