@@ -230,17 +230,20 @@ def to_model_frames(frames):
     return np.asarray(frames, np.float32) / 255.0 * 2.0 - 1.0
 
 
-def make_dataset(frames, flow, batch_size, shuffle=False, seed=0, repeat=False):
-    """A `tf.data.Dataset` of `(frames [B, 2, H, W, 3] in [-1, 1], flow [B, H, W, 2])`."""
+def make_dataset(frames, flow, batch_size, order=None, drop_remainder=False):
+    """A `tf.data.Dataset` of `(frames [B, 2, H, W, 3] in [-1, 1], flow [B, H, W, 2])`.
+
+    `order`: optional `tf.data.Dataset` of example indices (int64; e.g. one
+    permutation per epoch); default each pair once, in order.
+    """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((frames, flow))
-    if shuffle:
-        dataset = dataset.shuffle(len(frames), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    dataset = dataset.batch(batch_size, drop_remainder=repeat)
+    frames, flow = tf.constant(frames), tf.constant(flow)
+    if order is None:
+        order = tf.data.Dataset.range(int(frames.shape[0]))
+    dataset = order.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(
-        lambda f, y: (tf.cast(f, tf.float32) / 255.0 * 2.0 - 1.0, y),
+        lambda i: (tf.cast(tf.gather(frames, i), tf.float32) / 255.0 * 2.0 - 1.0,
+                   tf.gather(flow, i)),
         num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -13,8 +13,9 @@ Train and held-out sets use different seeds.
 
 `make_dataset` builds the subsampled-query training pipeline of the paper:
 per example, a random subset of `image_points` pixels and `audio_points`
-audio patches (without repetition), with the targets at those points, for the
-model built with `num_subsampled_points`. TensorFlow Datasets has no
+audio patches (without repetition, reproducible from the seed, the epoch and
+the example), with the targets at those points, for the model built with
+`num_subsampled_points`. TensorFlow Datasets has no
 video-with-audio dataset that fits in a CPU recipe, so there is no tfds path.
 """
 
@@ -120,26 +121,30 @@ def mean_baseline(values):
 
 
 def make_dataset(data, batch_size, image_points=None, audio_points=None,
-                 samples_per_patch=16, shuffle=False, seed=0, repeat=False):
+                 samples_per_patch=16, seed=0, order=None, drop_remainder=False):
     """A `tf.data.Dataset` of `(inputs, targets)` for the autoencoder.
 
-    With `image_points` / `audio_points` (both or neither), each example also
-    gets `image_points` `[n]` (flat pixel indices) and `audio_points` `[m]`
-    (audio patch indices) drawn without repetition, with stateless seeds from
-    `seed` and the example's position in the stream (reproducible), and the
-    targets are the pixels `[n, 3]` and samples `[m * samples_per_patch, 1]`
-    at those points; otherwise the targets are the full inputs.
+    Args:
+        data: `{"image", "audio", "label"}` arrays (`moving_shapes`).
+        batch_size: examples per batch.
+        image_points, audio_points: the subsampled queries (both or
+            neither). Each example gets `image_points` `[n]` (flat pixel
+            indices) and `audio_points` `[m]` (audio patch indices) drawn
+            without repetition from the stateless seed `(seed, epoch * N +
+            index)`, so a resumed run draws the same points, and its targets
+            are the pixels `[n, 3]` and samples `[m * samples_per_patch, 1]`
+            at those points. Without them the targets are the full inputs.
+        samples_per_patch: the model's audio patch length.
+        seed: seeds the points.
+        order: optional `tf.data.Dataset` of `(epoch, index)` int64 pairs
+            (which examples, in which order); default each example once.
+        drop_remainder: drop a last partial batch.
     """
     import tensorflow as tf
 
-    inputs = {k: data[k] for k in ("image", "audio", "label")}
+    num_examples = len(data["image"])
     num_pixels = int(np.prod(data["image"].shape[1:4]))
     num_patches = data["audio"].shape[1] // samples_per_patch
-    dataset = tf.data.Dataset.from_tensor_slices(inputs)
-    if shuffle:
-        dataset = dataset.shuffle(len(data["image"]), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
     subsample = image_points is not None or audio_points is not None
     if subsample and (image_points is None or audio_points is None):
         raise ValueError("make_dataset: pass both image_points and audio_points, or neither.")
@@ -148,14 +153,20 @@ def make_dataset(data, batch_size, image_points=None, audio_points=None,
             f"make_dataset: image_points={image_points} and audio_points={audio_points} must "
             f"be at most the {num_pixels} pixels and {num_patches} audio patches."
         )
+    tensors = {k: tf.constant(data[k]) for k in ("image", "audio", "label")}
+    if order is None:
+        order = tf.data.Dataset.range(num_examples).map(lambda i: (tf.constant(0, tf.int64), i))
 
     def _pick(count, n, key):
         return tf.cast(tf.argsort(tf.random.stateless_uniform([count], key))[:n], tf.int32)
 
-    def _points(index, example):
-        key = tf.stack([tf.cast(seed, tf.int64), index])
+    def _example(epoch, index):
+        example = {k: tf.gather(v, index) for k, v in tensors.items()}
+        if not subsample:
+            return example, dict(example)
+        key = tf.stack([tf.cast(seed, tf.int64), epoch * num_examples + index])
         image_idx = _pick(num_pixels, image_points, key)
-        audio_idx = _pick(num_patches, audio_points, key + [0, 1 << 40])
+        audio_idx = _pick(num_patches, audio_points, key + tf.constant([0, 1 << 40], tf.int64))
         pixels = tf.reshape(example["image"], (num_pixels, -1))
         patches = tf.reshape(example["audio"], (num_patches, samples_per_patch))
         targets = {
@@ -165,9 +176,6 @@ def make_dataset(data, batch_size, image_points=None, audio_points=None,
         }
         return dict(example, image_points=image_idx, audio_points=audio_idx), targets
 
-    if subsample:
-        dataset = dataset.enumerate().map(_points, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        dataset = dataset.map(lambda x: (x, dict(x)))
-    dataset = dataset.batch(batch_size, drop_remainder=repeat)
+    dataset = order.map(_example, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -93,11 +93,10 @@ def flow_to_color(flow, max_radius=None, bgr=False):
     return image[..., ::-1] if bgr else image
 
 
-def plot_flow_pairs(path, frames, true_flow, pred_flow=None, max_rows=4, title=None):
-    """Saves a PNG: frame 1, frame 2, true flow, predicted flow per row.
+def plot_flow_pairs(frames, true_flow, pred_flow=None, max_rows=4, title=None):
+    """A matplotlib Figure: frame 1, frame 2, true flow, predicted flow per row.
 
     Args:
-        path: the PNG file to write (its folder must exist).
         frames: `[N, 2, H, W, 3]` frames, uint8 or floats in [-1, 1].
         true_flow: `[N, H, W, 2]` ground-truth flow in pixels.
         pred_flow: optional `[N, H, W, 2]` predicted flow; each row colours
@@ -105,10 +104,7 @@ def plot_flow_pairs(path, frames, true_flow, pred_flow=None, max_rows=4, title=N
         max_rows: at most this many examples.
         title: optional figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
@@ -116,7 +112,8 @@ def plot_flow_pairs(path, frames, true_flow, pred_flow=None, max_rows=4, title=N
     true_flow = np.asarray(true_flow)
     rows = min(max_rows, len(frames))
     cols = 3 if pred_flow is None else 4
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False)
+    fig = Figure(figsize=(2.6 * cols, 2.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i in range(rows):
         radius = float(np.sqrt((true_flow[i] ** 2).sum(-1)).max())
         panels = [(frames[i, 0], "frame 1"), (frames[i, 1], "frame 2"),
@@ -130,6 +127,4 @@ def plot_flow_pairs(path, frames, true_flow, pred_flow=None, max_rows=4, title=N
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig

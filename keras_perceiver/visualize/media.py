@@ -3,12 +3,11 @@
 import numpy as np
 
 
-def plot_video_audio(path, inputs, reconstruction, max_examples=3, max_frames=4,
+def plot_video_audio(inputs, reconstruction, max_examples=3, max_frames=4,
                      class_names=None, title=None):
-    """Saves a PNG: per example, input and reconstructed frames and waveforms.
+    """A matplotlib Figure: per example, input and reconstructed frames and waveforms.
 
     Args:
-        path: the PNG file to write (its folder must exist).
         inputs, reconstruction: `{"image": [N, T, H, W, C] in [0, 1],
             "audio": [N, S, 1], "label": [N, K]}` (reconstruction labels are
             logits or probabilities; the title shows the argmax).
@@ -16,18 +15,15 @@ def plot_video_audio(path, inputs, reconstruction, max_examples=3, max_frames=4,
         class_names: optional names of the label classes.
         title: optional figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     video, video_rec = np.asarray(inputs["image"]), np.asarray(reconstruction["image"])
     audio, audio_rec = np.asarray(inputs["audio"]), np.asarray(reconstruction["audio"])
     rows = min(max_examples, len(video))
     frames = min(max_frames, video.shape[1])
-    fig, axes = plt.subplots(2 * rows, frames + 1, figsize=(1.6 * frames + 3.2, 3.2 * rows),
-                             squeeze=False,
-                             gridspec_kw={"width_ratios": [1] * frames + [2.2]})
+    fig = Figure(figsize=(1.6 * frames + 3.2, 3.2 * rows))
+    axes = fig.subplots(2 * rows, frames + 1, squeeze=False,
+                        gridspec_kw={"width_ratios": [1] * frames + [2.2]})
 
     def name(index):
         return class_names[index] if class_names else str(index)
@@ -62,6 +58,4 @@ def plot_video_audio(path, inputs, reconstruction, max_examples=3, max_frames=4,
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig

@@ -103,6 +103,11 @@ def test_load_flow_directory(tmp_path):
     x, y = next(iter(dataset))
     np.testing.assert_allclose(x.numpy(), frames[:2] / 255.0 * 2 - 1, atol=1e-6)
     np.testing.assert_array_equal(y.numpy(), flow[:2])
+    import tensorflow as tf
+
+    order = tf.data.Dataset.from_tensor_slices(tf.constant([2, 0], tf.int64))
+    _, y = next(iter(flow_data.make_dataset(frames, flow, 2, order=order)))
+    np.testing.assert_array_equal(y.numpy(), flow[[2, 0]])
     with pytest.raises(ValueError, match="smaller than the crop"):
         flow_data.load_flow_directory(str(tmp_path), crop_size=(12, 12))
     os.remove(str(tmp_path / "00002_img1.png"))

@@ -72,3 +72,20 @@ def test_psnr_and_mean_baseline():
     video = np.random.default_rng(0).uniform(size=(2, 3, 4, 4, 3))
     means = multimodal.mean_baseline(video)
     np.testing.assert_allclose(means[0, 1, 2, 3], video[0].reshape(-1, 3).mean(0))
+
+
+def test_points_depend_on_epoch_and_example_only():
+    import tensorflow as tf
+
+    data = multimodal.moving_shapes(6, seed=0)
+    pairs = tf.data.Dataset.from_tensor_slices(
+        (tf.constant([0, 0, 1, 1], tf.int64), tf.constant([2, 5, 2, 5], tf.int64)))
+    x, y = next(iter(multimodal.make_dataset(data, 4, 50, 4, seed=3, order=pairs)))
+    np.testing.assert_array_equal(y["label"].numpy(), data["label"][[2, 5, 2, 5]])
+    points = x["image_points"].numpy()
+    assert not np.array_equal(points[0], points[2])  # another epoch, other points
+    # A resumed run that starts at epoch 1 draws epoch 1's points again.
+    resumed = tf.data.Dataset.from_tensor_slices(
+        (tf.constant([1], tf.int64), tf.constant([5], tf.int64)))
+    x1, _ = next(iter(multimodal.make_dataset(data, 1, 50, 4, seed=3, order=resumed)))
+    np.testing.assert_array_equal(x1["image_points"].numpy()[0], points[3])

@@ -64,6 +64,9 @@ def test_non_finite_is_black_and_bad_input():
 def test_plot_flow_pairs_writes_png(tmp_path):
     frames = np.random.default_rng(0).integers(0, 255, (2, 2, 8, 10, 3), dtype=np.uint8)
     flow = np.random.default_rng(1).normal(size=(2, 8, 10, 2))
-    path = plot_flow_pairs(str(tmp_path / "flow.png"), frames, flow, flow * 0.5)
+    figure = plot_flow_pairs(frames, flow, flow * 0.5)
+    assert len(figure.axes) == 8  # 2 rows: frame 1, frame 2, truth, prediction
+    path = str(tmp_path / "flow.png")
+    figure.savefig(path)
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
