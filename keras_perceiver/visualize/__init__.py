@@ -5,7 +5,9 @@ Modules import matplotlib only inside their plotting functions, so importing
 matplotlib at all.
 """
 
+from keras_perceiver.visualize.attention import plot_image_attention
+from keras_perceiver.visualize.curves import plot_history
 from keras_perceiver.visualize.flow import flow_to_color
 from keras_perceiver.visualize.flow import make_colorwheel
 
-__all__ = ["flow_to_color", "make_colorwheel"]
+__all__ = ["flow_to_color", "make_colorwheel", "plot_history", "plot_image_attention"]
