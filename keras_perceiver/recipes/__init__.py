@@ -13,6 +13,8 @@ import importlib
 
 RECIPES = {
     "image_classification": "keras_perceiver.recipes.image_classification",
+    "multimodal_autoencoding": "keras_perceiver.recipes.multimodal_autoencoding",
+    "optical_flow": "keras_perceiver.recipes.optical_flow",
 }
 
 
