@@ -84,3 +84,16 @@ def test_a_resumed_stream_repeats_the_uninterrupted_epochs():
     # 3 steps of 4 > 10 pairs: an epoch continues with a second permutation.
     assert sorted(whole[0] + whole[1] + whole[2][:2]) == list(range(10))
     assert whole[:3] != whole[3:6]  # each epoch its own order
+
+
+def test_optimizer_choice(tmp_path):
+    from keras_perceiver.recipes import common
+
+    args = optical_flow.parse(["--output", str(tmp_path / "a")])
+    adamw = optical_flow.make_optimizer(common.Run("optical_flow", args), 100)
+    assert type(adamw).__name__ == "AdamW" and adamw.global_clipnorm == 10.0
+    assert float(adamw.learning_rate) == 0.0  # warm-up starts at 0
+    args = optical_flow.parse(["--optimizer", "lamb", "--learning-rate", "4e-4",
+                               "--output", str(tmp_path / "b")])
+    lamb = optical_flow.make_optimizer(common.Run("optical_flow", args), 100)
+    assert type(lamb).__name__ == "Lamb"
