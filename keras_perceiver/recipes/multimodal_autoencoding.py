@@ -56,6 +56,12 @@ CONFIGS = {
 DEFAULTS = dict(epochs=5, batch_size=32, learning_rate=2e-3, weight_decay=1e-4,
                 clip_norm=10.0, schedule="warmup_cosine", warmup_steps=50)
 SMOKE = dict(epochs=2, steps_per_epoch=2, batch_size=4, warmup_steps=0)
+# Issue 12's quality floor (benchmarks/recipe_floors.py): metrics -> (value, passed);
+# the value is the smaller PSNR gain (dB).
+FLOOR = ("video and audio PSNR >= 3 dB above the per-example mean, masked-label accuracy >= 0.9",
+         lambda m: (min(m["video_psnr_gain"], m["audio_psnr_gain"]),
+                    m["video_psnr_gain"] >= 3 and m["audio_psnr_gain"] >= 3
+                    and m["label_accuracy"] >= 0.9))
 
 
 def make_parser():

@@ -57,6 +57,9 @@ PHOTO_DOWNSAMPLE = 3
 DEFAULTS = dict(epochs=8, batch_size=32, learning_rate=2e-3, weight_decay=1e-4,
                 clip_norm=10.0, schedule="warmup_cosine", warmup_steps=50)
 SMOKE = dict(epochs=2, steps_per_epoch=2, batch_size=4, warmup_steps=0)
+# Issue 12's quality floor (benchmarks/recipe_floors.py): metrics -> (value, passed).
+FLOOR = ("held-out EPE <= 0.4x that of zero flow",
+         lambda m: (m["epe_ratio"], m["epe_ratio"] <= 0.4))
 
 
 def make_parser():
