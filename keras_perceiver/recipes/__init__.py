@@ -15,6 +15,8 @@ RECIPES = {
     "image_classification": "keras_perceiver.recipes.image_classification",
     "masked_lm": "keras_perceiver.recipes.masked_lm",
     "text_classification": "keras_perceiver.recipes.text_classification",
+    "multimodal_autoencoding": "keras_perceiver.recipes.multimodal_autoencoding",
+    "optical_flow": "keras_perceiver.recipes.optical_flow",
 }
 
 
