@@ -1,0 +1,1 @@
+"""Embedded datasets and input pipelines of the recipes (tf.data; TensorFlow only)."""
