@@ -301,7 +301,7 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
                     f"in [{ids.min()}, {ids.max()}].")
 
     def predict(self, x, *args, **kwargs):
-        if isinstance(x, dict):
+        if isinstance(x, (dict, list, tuple)) or hasattr(x, "dtype"):
             self.check_input_values(x)
         return keras.Model.predict(self, x, *args, **kwargs)
 

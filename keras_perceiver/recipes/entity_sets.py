@@ -245,7 +245,8 @@ def _add_flags(parser):
     add = parser.add_argument
     add("--train-sets", type=int, default=6000, help="training sets (default 6000)")
     add("--test-sets", type=int, default=300, help="held-out sets (default 300)")
-    add("--max-entities", type=int, default=512, help="largest training set (default 512)")
+    add("--max-entities", type=int, default=128,
+        help="largest training set (default 128; held-out sets go up to 512)")
     add("--compare", action="store_true",
         help="also train the Transformer baseline on the same data and steps, and "
              "measure FLOPs and forward time at N = 64, 256, 512, 2048")
@@ -286,10 +287,11 @@ def main(argv=None):
     run = common.Run("entity_sets", args)
     train = entity_sets.blob_sets(args.train_sets, max_entities=args.max_entities,
                                   seed=args.seed * 3 + 1)
-    test = entity_sets.blob_sets(args.test_sets, max_entities=args.max_entities,
+    test = entity_sets.blob_sets(args.test_sets, max_entities=512 if not args.smoke else 64,
                                  seed=args.seed * 3 + 2)
-    test_512 = entity_sets.blob_sets(max(args.test_sets // 3, 2), min_entities=512,
-                                     max_entities=512, seed=args.seed * 3 + 3)
+    n = 512 if not args.smoke else 64
+    test_512 = entity_sets.blob_sets(max(args.test_sets // 3, 2), min_entities=n,
+                                     max_entities=n, seed=args.seed * 3 + 3)
     epochs, per_epoch = run.epochs_and_steps(steps_per_epoch(train, args.batch_size))
     held_out = next(iter(train_dataset(test, len(test["sizes"]), 0, 0, 1).take(1)))
     model, seconds = _train(run, "perceiver", build_perceiver, train, held_out, epochs,
