@@ -5,7 +5,8 @@ import os
 import sys
 
 __version__ = "0.1.0"
-_SUBMODULES = ("convert", "export", "layers", "losses", "models", "tokenizers")
+_SUBMODULES = ("convert", "export", "layers", "losses", "models", "optimizers", "recipes",
+               "tokenizers")
 
 
 def _started_as_cli():

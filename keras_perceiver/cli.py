@@ -1,10 +1,11 @@
-"""`keras-perceiver` command line: `export`, `convert`, `presets`, `download`.
+"""`keras-perceiver` command line: `export`, `convert`, `presets`, `download`, `train`.
 
     keras-perceiver export --preset NAME_OR_DIR [--weights DIR_OR_FILE | --random-weights]
         --format saved_model|tflite|onnx [--quantization ...] --output PATH [--overwrite]
     keras-perceiver convert --from transformers|deepmind SRC [--preset NAME] --output DIR
     keras-perceiver presets
     keras-perceiver download NAME
+    keras-perceiver train NAME [recipe flags]      (NAME: see `keras-perceiver train --help`)
 
 `export --preset NAME` uses the released weights (downloaded and cached
 once, see `keras_perceiver.models.presets`); `--random-weights` exports a
@@ -115,6 +116,8 @@ def _parser():
     dl = sub.add_parser("download", parents=[debug],
                         help="download and convert a preset's released weights into the cache")
     dl.add_argument("name", help="a preset name (see `keras-perceiver presets`)")
+    sub.add_parser("train", parents=[debug], add_help=False,
+                   help="train a task with its recipe: `train NAME --help` for its flags")
     return parser
 
 
@@ -287,6 +290,26 @@ def download(args):
     print(presets.download(args.name))
 
 
+def train(argv):
+    """`train NAME [flags]`: runs `keras_perceiver.recipes.<NAME>.main(flags)`."""
+    from keras_perceiver.recipes import RECIPES
+
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: {PROG} train NAME [recipe flags]  (NAME --help lists the flags)\n\n"
+              "recipes:\n" + "\n".join(f"  {name}" for name in sorted(RECIPES)))
+        return 0
+    if argv[0] not in RECIPES:
+        raise UsageError(f"train: unknown recipe {argv[0]!r}; expected one of {sorted(RECIPES)}.")
+    from keras_perceiver.recipes import get_recipe
+
+    try:
+        get_recipe(argv[0]).main(argv[1:])
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    return 0
+
+
 def _one_line(error):
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 600 else text[:597] + "..."
@@ -298,6 +321,8 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     debug = "--debug" in argv
     try:
+        if argv[:1] == ["train"]:  # the recipe parses its own flags
+            return train(argv[1:])
         args = _parser().parse_args(argv)
         command = {"export": export, "convert": convert, "presets": list_presets,
                    "download": download}[args.command]

@@ -1,1 +1,3 @@
-"""Embedded datasets and input pipelines of the recipes (tf.data; TensorFlow only)."""
+"""Training data for the recipes: `tf.data` pipelines and embedded data sets
+(TensorFlow-only modules; import the topic module, e.g.
+`keras_perceiver.data.images`)."""

@@ -1,0 +1,1 @@
+"""Runnable recipes: `python -m applications.NAME [flags]` (see `keras_perceiver.recipes`)."""
