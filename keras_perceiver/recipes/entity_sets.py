@@ -129,18 +129,19 @@ def forward_seconds(model, n, batch_size=4, repeats=3, seed=0):
     rng = np.random.default_rng(seed)
     x = {"entities": rng.normal(size=(batch_size, n, 2)).astype("float32"),
          "mask": np.ones((batch_size, n), bool)}
-    predict = model.make_predict_function() if keras.backend.backend() == "tensorflow" else None
-    if predict is None:
-        def run():
-            keras.ops.convert_to_numpy(model(x, training=False))
-    else:
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        step = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+        step = tf.function(lambda inputs: model(inputs, training=False))
+        tensors = {k: tf.constant(v) for k, v in x.items()}
 
         def run():
-            step(x).numpy()
-    run()  # trace / warm up
+            step(tensors).numpy()
+    else:
+        def run():
+            keras.ops.convert_to_numpy(model(x, training=False))
+    run()  # trace / warm up (twice: a second call may still compile or allocate)
+    run()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
