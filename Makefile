@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 # Layer and generic-model tests run on every Keras backend.
-BACKEND_TESTS := tests/layers tests/models/test_perceiver_io.py
+BACKEND_TESTS := tests/layers tests/models/test_perceiver_io.py tests/models/test_set_model.py
 
 .PHONY: install install-demo test test-tensorflow test-jax test-torch demo
 

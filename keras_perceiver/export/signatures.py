@@ -366,6 +366,12 @@ def _multimodal(model, **options):
     return multimodal_signatures(model, **options)
 
 
+def _set_model(model, **options):
+    from keras_perceiver.export.set_signatures import set_model_signatures
+
+    return set_model_signatures(model, **options)
+
+
 def _is_image_classifier(model):
     if type(model).__name__ == "PerceiverImageClassifier":
         return True
@@ -408,4 +414,5 @@ _TASK_BUILDERS = {
     "PerceiverTextClassifier": text_classifier_signatures,
     "PerceiverOpticalFlow": optical_flow_signatures,
     "PerceiverMultimodalAutoencoder": _multimodal,
+    "PerceiverSetModel": _set_model,
 }

@@ -12,6 +12,7 @@ runs, so the command line's `--help` stays fast. Shared code:
 import importlib
 
 RECIPES = {
+    "entity_sets": "keras_perceiver.recipes.entity_sets",
     "image_classification": "keras_perceiver.recipes.image_classification",
     "masked_lm": "keras_perceiver.recipes.masked_lm",
     "text_classification": "keras_perceiver.recipes.text_classification",

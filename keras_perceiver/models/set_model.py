@@ -1,0 +1,322 @@
+"""`PerceiverSetModel`: per-entity outputs for variable-size sets (the paper's StarCraft II pattern)."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_perceiver.layers import validation
+from keras_perceiver.layers.attention import ACTIVATIONS
+from keras_perceiver.layers.attention import MLP
+from keras_perceiver.layers.blocks import CrossAttention
+from keras_perceiver.layers.encoder import PerceiverEncoder
+from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
+from keras_perceiver.layers.utils import dense_initializer
+from keras_perceiver.models.input_checks import CheckedInputs
+from keras_perceiver.models.task import PerceiverTask
+
+
+def _check_categorical_fields(num_features, fields):
+    """`{column index: vocab size}` with int keys (JSON turns them into strings)."""
+    fields = {} if fields is None else fields
+    expected = (f"PerceiverSetModel: expected `categorical_fields` as a dict {{column index "
+                f"in [0, {num_features}): vocabulary size > 0}}, received {fields!r}.")
+    if not isinstance(fields, dict):
+        raise ValueError(expected)
+    out = {}
+    for key, size in fields.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(expected) from None
+        if isinstance(key, (bool, float)) or not 0 <= index < num_features or not (
+            validation.is_int(size) and size > 0
+        ):
+            raise ValueError(expected)
+        out[index] = int(size)
+    if len(out) == num_features:
+        raise ValueError(f"{expected[:-1]}; at least one column must stay continuous.")
+    return dict(sorted(out.items()))
+
+
+class EntityEmbedding(keras.layers.Layer):
+    """`[B, N, F]` -> `[B, N, E]`: Dense of the continuous columns plus one
+    `Embedding` per categorical column, then a residual per-entity MLP."""
+
+    def __init__(self, embedding_dim, categorical_fields, activation="gelu_tanh",
+                 layer_norm_epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding_dim = embedding_dim
+        self.categorical_fields = dict(categorical_fields)
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def build(self, entities_shape, mask_shape=None):
+        num_features = entities_shape[-1]
+        self.continuous = [i for i in range(num_features) if i not in self.categorical_fields]
+        init = dense_initializer("variance_scaling")
+        self.dense = keras.layers.Dense(self.embedding_dim, kernel_initializer=init,
+                                        dtype=self.dtype_policy, name="continuous")
+        self.dense.build(tuple(entities_shape[:-1]) + (len(self.continuous),))
+        self.tables = []
+        for index, size in self.categorical_fields.items():
+            table = keras.layers.Embedding(size, self.embedding_dim, dtype=self.dtype_policy,
+                                           name=f"categorical_{index}")
+            table.build(tuple(entities_shape[:-1]))
+            self.tables.append((index, size, table))
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="mlp_layer_norm")
+        self.layer_norm.build(tuple(entities_shape[:-1]) + (self.embedding_dim,))
+        self.mlp = MLP(widening_factor=2, activation=self.activation,
+                       dtype=self.dtype_policy, name="mlp")
+        self.mlp.build(tuple(entities_shape[:-1]) + (self.embedding_dim,))
+        self.built = True
+
+    def call(self, entities, mask):
+        if self.tables:
+            continuous = ops.take(entities, self.continuous, axis=-1)
+        else:
+            continuous = entities
+        x = self.dense(continuous)
+        for index, size, table in self.tables:
+            # Padded entities may hold anything: their ids are replaced by 0.
+            ids = ops.cast(ops.round(entities[..., index]), "int32")
+            ids = ops.where(mask, ops.clip(ids, 0, size - 1), 0)
+            x = x + table(ids)
+        return x + self.mlp(self.layer_norm(x))
+
+    def compute_output_shape(self, entities_shape, mask_shape=None):
+        return tuple(entities_shape[:-1]) + (self.embedding_dim,)
+
+
+@keras.saving.register_keras_serializable(package="keras_perceiver")
+class PerceiverSetModel(CheckedInputs, PerceiverTask):
+    """Perceiver IO over a variable-size set of entities, one output per entity.
+
+    The paper's StarCraft II model (section 4.5): each entity's features are
+    embedded; a `PerceiverEncoder` of `num_latents` latents cross-attends to
+    the real entities (`mask`; no position encoding: a set is unordered);
+    the decoder's queries are the entities' own embeddings, so entity `i`'s
+    output reads the latents with entity `i`'s embedding. Permuting the
+    entities permutes the outputs; padded (masked) entities influence
+    nothing and their outputs are exactly zero. The cost is linear in the
+    number of entities `N` (a Transformer over the entities is quadratic).
+
+    Inputs (a dict): `entities` float32 `[B, N, num_features]` (`N <=
+    max_entities`; categorical columns hold integer ids) and `mask` `[B, N]`
+    (bool, or 0/1 numbers; True = real entity). Output: per-entity logits
+    `[B, N, num_classes]`, or with `num_set_classes` a dict
+    `{"entity_logits": [B, N, num_classes], "set_logits": [B,
+    num_set_classes]}` (one learned global query decoded with the entities).
+
+    Args:
+        num_features: `F`, features per entity.
+        num_classes: per-entity outputs `K` (logits, or values for regression).
+        categorical_fields: `{column index: vocabulary size}`: columns of
+            integer ids embedded by the model (the others go through a Dense).
+        max_entities: the largest `N` accepted (checked eagerly and in the
+            SavedModel signature); the weights do not depend on it.
+        embedding_dim: entity embedding width (None: `num_latent_channels`).
+        num_set_classes: None, or the size of a set-level output.
+        decoder_num_heads, decoder_widening_factor: the decoder cross-attention.
+        The encoder arguments are `PerceiverEncoder`'s.
+
+    `compile()` defaults: `SparseCategoricalCrossentropy(from_logits=True)`
+    on integer labels `[B, N]`, `accuracy` as a weighted metric (pass
+    `sample_weight=mask` so padded entities count for nothing), AdamW.
+
+    Example:
+    >>> import numpy as np
+    >>> model = keras_perceiver.models.PerceiverSetModel(
+    ...     num_features=3, num_classes=4, num_latents=8, num_latent_channels=16,
+    ...     num_self_attends_per_block=1, num_self_attention_heads=2)
+    >>> entities = np.random.default_rng(0).normal(size=(2, 10, 3)).astype("float32")
+    >>> mask = np.arange(10)[None, :] < np.array([[10], [6]])
+    >>> logits = model({"entities": entities, "mask": mask})
+    >>> tuple(logits.shape), float(np.abs(np.asarray(logits)[1, 6:]).max())
+    ((2, 10, 4), 0.0)
+    """
+
+    def __init__(
+        self,
+        num_features,
+        num_classes,
+        categorical_fields=None,
+        max_entities=512,
+        embedding_dim=None,
+        num_latents=32,
+        num_latent_channels=64,
+        num_blocks=1,
+        num_self_attends_per_block=2,
+        num_cross_attention_heads=1,
+        num_self_attention_heads=4,
+        qk_channels=None,
+        v_channels=None,
+        cross_attention_widening_factor=1,
+        self_attention_widening_factor=1,
+        decoder_num_heads=1,
+        decoder_widening_factor=1,
+        num_set_classes=None,
+        activation="gelu_tanh",
+        dropout=0.0,
+        attention_dropout=0.0,
+        layer_norm_epsilon=1e-5,
+        remat=False,
+        attention_memory_budget=None,
+        **kwargs,
+    ):
+        cls = type(self).__name__
+        validation.check_model_kwargs(type(self), kwargs)
+        validation.check_arguments(cls, locals(), ints=(
+            "num_features", "num_classes", "max_entities", "num_latents",
+            "num_latent_channels", "num_blocks", "num_cross_attention_heads",
+            "num_self_attention_heads", "cross_attention_widening_factor",
+            "self_attention_widening_factor", "decoder_num_heads", "decoder_widening_factor",
+        ), non_negative_ints=("num_self_attends_per_block",), optional_ints=(
+            "embedding_dim", "qk_channels", "v_channels", "num_set_classes",
+        ), rates=("dropout", "attention_dropout"), positive_floats=("layer_norm_epsilon",))
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"{cls}: activation must be one of {ACTIVATIONS}, received {activation!r}.")
+        categorical_fields = _check_categorical_fields(num_features, categorical_fields)
+        args = {k: v for k, v in locals().items()
+                if k not in ("self", "kwargs", "__class__", "cls")}
+        embedding_dim = embedding_dim or num_latent_channels
+        validation.check_divisible(cls, "embedding_dim", embedding_dim,
+                                   "decoder_num_heads", decoder_num_heads)
+
+        embedding = EntityEmbedding(embedding_dim, categorical_fields, activation=activation,
+                                    layer_norm_epsilon=layer_norm_epsilon, name="entity_embedding")
+        encoder = PerceiverEncoder(
+            num_latents, num_latent_channels, num_blocks=num_blocks,
+            num_self_attends_per_block=num_self_attends_per_block,
+            num_cross_attention_heads=num_cross_attention_heads,
+            num_self_attention_heads=num_self_attention_heads,
+            qk_channels=qk_channels, v_channels=v_channels,
+            cross_attention_widening_factor=cross_attention_widening_factor,
+            self_attention_widening_factor=self_attention_widening_factor,
+            dropout=dropout, attention_dropout=attention_dropout, activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon, remat=remat,
+            attention_memory_budget=attention_memory_budget, name="encoder",
+        )
+        decoder = CrossAttention(
+            num_heads=decoder_num_heads, shape_for_attention="q", use_query_residual=True,
+            widening_factor=decoder_widening_factor, dropout=dropout,
+            attention_dropout=attention_dropout, activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon, memory_budget=attention_memory_budget,
+            name="decoder",
+        )
+        init = dense_initializer("variance_scaling")
+        head = keras.layers.Dense(num_classes, kernel_initializer=init, name="entity_head")
+
+        entities = keras.Input(shape=(None, num_features), name="entities")
+        mask_input = keras.Input(shape=(None,), name="mask")
+        mask = ops.not_equal(mask_input, 0)
+        embedded = embedding(entities, mask)
+        latents = encoder(embedded, input_mask=mask)
+        queries = embedded
+        set_query = set_head = None
+        if num_set_classes:
+            set_query = TrainablePositionEncoding(1, embedding_dim, name="set_query")
+            queries = ops.concatenate([set_query(embedded), embedded], axis=1)
+        decoded = decoder(queries, latents)
+        if num_set_classes:
+            set_head = keras.layers.Dense(num_set_classes, kernel_initializer=init,
+                                          name="set_head")
+            set_logits = set_head(decoded[:, 0])
+            decoded = decoded[:, 1:]
+        logits = head(decoded)
+        logits = ops.where(mask[:, :, None], logits, ops.zeros_like(logits))
+        outputs = logits
+        if num_set_classes:
+            outputs = {"entity_logits": logits, "set_logits": set_logits}
+        super().__init__(inputs={"entities": entities, "mask": mask_input}, outputs=outputs,
+                         **kwargs)
+
+        self.embedding = embedding
+        self.encoder = encoder
+        self.decoder = decoder
+        self.head = head
+        self.set_query = set_query
+        self.set_head = set_head
+        self._args = args
+
+    def get_config(self):
+        return {"name": self.name, **self._args}
+
+    @property
+    def num_features(self):
+        return self._args["num_features"]
+
+    @property
+    def max_entities(self):
+        return self._args["max_entities"]
+
+    def input_checks(self):
+        return {"entities": {"kind": "float"}}
+
+    def check_input_values(self, inputs, training=None):
+        """Shapes, dtypes and values of `{"entities", "mask"}` (clear errors)."""
+        name = self.name
+        if not isinstance(inputs, dict) or sorted(inputs) != ["entities", "mask"]:
+            received = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+            raise ValueError(
+                f"{name}: expected a dict {{'entities': [batch, N, {self.num_features}] "
+                f"float32, 'mask': [batch, N] bool}}, received {received}.")
+        entities, mask = inputs["entities"], inputs["mask"]
+        if isinstance(entities, (list, tuple)):
+            entities = np.asarray(entities, "float32")
+        if isinstance(mask, (list, tuple)):
+            mask = np.asarray(mask)
+        e_shape, m_shape = tuple(entities.shape), tuple(mask.shape)
+        f = self.num_features
+        if len(e_shape) != 3 or e_shape[-1] not in (None, f):
+            raise ValueError(f"{name}: expected `entities` of shape [batch, N, {f}], "
+                             f"received shape {e_shape}.")
+        if e_shape[1] is not None and e_shape[1] > self.max_entities:
+            raise ValueError(f"{name}: expected at most max_entities={self.max_entities} "
+                             f"entities (axis 1 of `entities`), received {e_shape[1]}.")
+        if len(m_shape) != 2 or any(a is not None and b is not None and a != b
+                                     for a, b in zip(m_shape, e_shape[:2])):
+            raise ValueError(f"{name}: expected `mask` of shape [batch, N] = "
+                             f"{list(e_shape[:2])} (that of `entities`), received shape {m_shape}.")
+        dtype = validation.dtype_name(mask)
+        if not (dtype == "bool" or dtype.startswith(("int", "uint", "float"))):
+            raise TypeError(f"{name}: expected `mask` of dtype bool (or 0/1 numbers), "
+                            f"received dtype {dtype}.")
+        super().check_input_values({"entities": entities}, training)
+        if not (validation.should_check_values(mask, training)
+                and validation.should_check_values(entities, training)):
+            return
+        real = np.asarray(validation._to_numpy(mask))
+        if not np.isin(real, (0, 1)).all():
+            raise ValueError(f"{name}: expected `mask` values in {{0, 1}} (True = real "
+                             f"entity), received values in [{real.min()}, {real.max()}].")
+        values = np.asarray(validation._to_numpy(entities))
+        real = real.astype(bool)
+        for index, size in self._args["categorical_fields"].items():
+            ids = values[..., index][real]
+            if ids.size and (np.any(ids != np.round(ids)) or ids.min() < 0 or ids.max() >= size):
+                raise ValueError(
+                    f"{name}: `entities[..., {index}]` is a categorical field: expected "
+                    f"integer ids in [0, {size}) for the real entities, received values "
+                    f"in [{ids.min()}, {ids.max()}].")
+
+    def predict(self, x, *args, **kwargs):
+        if isinstance(x, (dict, list, tuple)) or hasattr(x, "dtype"):
+            self.check_input_values(x)
+        return keras.Model.predict(self, x, *args, **kwargs)
+
+    def _default_loss(self):
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if self._args["num_set_classes"]:
+            return {"entity_logits": loss,
+                    "set_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
+        return loss
+
+    def _default_metrics(self):
+        return None
+
+    def _default_weighted_metrics(self):
+        if self._args["num_set_classes"]:
+            return {"entity_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                    "set_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
