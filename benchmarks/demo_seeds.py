@@ -6,6 +6,10 @@ much as `make demo`'s training):
     python -m benchmarks.demo_seeds                # seeds 0..4
     python -m benchmarks.demo_seeds --seeds 0 1 2
     python -m benchmarks.demo_seeds --repeat       # seed 0 twice: must be equal
+    python -m benchmarks.demo_seeds --swa-fraction 0.25 --label-smoothing 0.1
+
+The last form measures a variant of the recipe (weight averaging over the
+last quarter of the epochs, label smoothing); `make demo` is not changed.
 
 Prints each seed's accuracy on the demo's 450 test digits and the
 min / median / max, and exits non-zero if any seed is below the demo's
@@ -26,13 +30,30 @@ import numpy as np  # noqa: E402
 
 import digits_demo  # noqa: E402
 
+# Flags that change the recipe (module constants of digits_demo) for this run.
+VARIANT_FLAGS = {
+    "--swa-fraction": "SWA_FRACTION",
+    "--swa-lr-fraction": "SWA_LR_FRACTION",
+    "--label-smoothing": "LABEL_SMOOTHING",
+    "--augment-prob": "AUGMENT_PROB",
+    "--peak-learning-rate": "PEAK_LEARNING_RATE",
+}
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--repeat", action="store_true",
                         help="train the first seed twice and compare the accuracies")
+    for flag, name in VARIANT_FLAGS.items():
+        parser.add_argument(flag, type=float, default=getattr(digits_demo, name),
+                            help=f"digits_demo.{name} (default %(default)s)")
     args = parser.parse_args(argv)
+    for flag, name in VARIANT_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value != getattr(digits_demo, name):
+            print(f"variant: digits_demo.{name} = {value}")
+            setattr(digits_demo, name, value)
     seeds = [args.seeds[0]] * 2 if args.repeat else args.seeds
 
     x_train, x_test, y_train, y_test = digits_demo.load_data()

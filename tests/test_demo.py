@@ -105,3 +105,21 @@ def test_training_is_deterministic_across_processes():
         runs.append(json.loads(stdout.strip().splitlines()[-1]))
     assert runs[0][0] == runs[1][0]
     assert runs[0][0] != runs[0][1]  # the seed matters
+
+
+def test_weight_averaging_is_the_mean_of_the_last_epochs(demo):
+    """The model ends with the mean of its weights at the end of the last 2 of 4 epochs."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append([v.numpy().copy() for v in model.weights]))
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+    model.fit(x, x[:, :2] * 3.0, batch_size=8, epochs=4, shuffle=False, verbose=0,
+              callbacks=[record, demo.WeightAveraging(2, 4)])
+    assert len(seen) == 4 and not np.allclose(seen[2][0], seen[3][0])
+    for i, variable in enumerate(model.weights):
+        np.testing.assert_allclose(variable.numpy(), (seen[2][i] + seen[3][i]) / 2, atol=1e-7)
