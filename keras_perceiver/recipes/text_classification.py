@@ -180,7 +180,8 @@ def main(argv=None):
     def make_model():
         cls = keras_perceiver.models.PerceiverTextClassifier
         if masked_lm is not None:
-            extra = {k: v for k, v in config.items() if k not in masked_lm.get_config()}
+            extra = {k: v for k, v in config.items()
+                     if k not in keras_perceiver.models.masked_lm.ENCODER_ARGS}
             model = cls.from_masked_lm(masked_lm, tasks, **extra, name="perceiver_text_classifier")
         else:
             model = cls(tasks=tasks, **config, name="perceiver_text_classifier")

@@ -1,0 +1,92 @@
+"""Quality floors of the text recipes (issue 12), on the embedded pydoc text with the default settings.
+
+    python -m benchmarks.text_floors masked_lm            # MLM: masked-byte accuracy >= 2x baseline
+    python -m benchmarks.text_floors text_classification  # >= 90% held-out; MLM init beats scratch
+    python -m benchmarks.text_floors all
+
+`masked_lm`: the default recipe; its held-out masked-byte accuracy (held-out
+topics, fixed masks) must be at least twice the accuracy of always
+predicting the byte most frequent among the training masked bytes.
+
+`text_classification`: the default recipe from scratch must reach 90%
+held-out accuracy (mean over its two heads), and the same recipe started
+from the masked LM's encoder (`--init-from-mlm`, the `masked_lm` floor run,
+trained first when absent) must score higher at the same budget.
+
+Each run writes under `--output` (default `runs/floors`), prints the
+measured values, the wall time and the load, and exits 1 when a floor fails.
+Not part of `make test` (minutes each).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _run(recipe, output, extra=()):
+    from keras_perceiver.recipes import get_recipe
+
+    start, load = time.time(), os.getloadavg()[0]
+    if os.path.exists(os.path.join(output, "metrics.json")):
+        with open(os.path.join(output, "metrics.json")) as f:
+            record = json.load(f)
+        print(f"{recipe}: reusing {output} ({record['wall_time_s']} s)")
+        return record["metrics"], record["wall_time_s"], None
+    metrics = get_recipe(recipe).main(["--output", output, "--verbose", "2", *extra])
+    return metrics, round(time.time() - start, 1), (load, os.getloadavg()[0])
+
+
+def masked_lm_floor(base):
+    metrics, wall, load = _run("masked_lm", os.path.join(base, "masked_lm"))
+    ratio = metrics["test_masked_accuracy"] / metrics["baseline_accuracy"]
+    ok = ratio >= 2.0
+    print(f"FLOOR masked_lm: masked-byte accuracy {metrics['test_masked_accuracy']:.4f} = "
+          f"{ratio:.2f} x most-frequent-byte {metrics['baseline_accuracy']:.4f} (floor 2x): "
+          f"{'PASS' if ok else 'FAIL'}; wall {wall} s, load {load}")
+    return ok, {"masked_lm": metrics, "masked_lm_wall_s": wall, "masked_lm_load": load}
+
+
+def text_classification_floor(base):
+    mlm_dir = os.path.join(base, "masked_lm")
+    if not os.path.exists(os.path.join(mlm_dir, "metrics.json")):
+        masked_lm_floor(base)
+    scratch, wall_a, load_a = _run("text_classification", os.path.join(base, "text_scratch"))
+    tuned, wall_b, load_b = _run("text_classification", os.path.join(base, "text_from_mlm"),
+                                 ["--init-from-mlm", mlm_dir])
+    ok_floor = scratch["test_accuracy"] >= 0.9
+    ok_init = tuned["test_accuracy"] > scratch["test_accuracy"]
+    print(f"FLOOR text_classification: held-out accuracy {scratch['test_accuracy']:.4f} from "
+          f"scratch (floor 0.90): {'PASS' if ok_floor else 'FAIL'}; wall {wall_a} s, load {load_a}")
+    print(f"FLOOR text_classification: from the MLM encoder {tuned['test_accuracy']:.4f} > "
+          f"scratch {scratch['test_accuracy']:.4f}: {'PASS' if ok_init else 'FAIL'}; "
+          f"wall {wall_b} s, load {load_b}")
+    return ok_floor and ok_init, {"scratch": scratch, "from_mlm": tuned,
+                                  "wall_s": [wall_a, wall_b], "load": [load_a, load_b]}
+
+
+FLOORS = {"masked_lm": masked_lm_floor, "text_classification": text_classification_floor}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("name", choices=sorted(FLOORS) + ["all"])
+    parser.add_argument("--output", default=os.path.join("runs", "floors"))
+    args = parser.parse_args(argv)
+    names = sorted(FLOORS) if args.name == "all" else [args.name]
+    results, ok = {}, True
+    for name in names:
+        passed, results[name] = FLOORS[name](args.output)
+        ok = ok and passed
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "text_floors.json"), "w") as f:
+        json.dump(results, f, indent=2, default=str)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
