@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 # Layer and generic-model tests run on every Keras backend.
-BACKEND_TESTS := tests/layers tests/models/test_perceiver_io.py
+BACKEND_TESTS := tests/layers tests/models/test_perceiver_io.py tests/test_optimizers.py \
+	tests/recipes/test_schedules.py
 
 .PHONY: install install-demo test test-tensorflow test-jax test-torch demo
 

@@ -10,7 +10,8 @@ the rest:
 - `[export]`: ONNX export (tf2onnx) and running exported files
   (onnxruntime, ai-edge-litert's LiteRT interpreter).
 - `[viz]`: plotting and TensorBoard logs.
-- `[data]`: TensorFlow Datasets for training recipes.
+- `[data]`: the training recipes' data (TensorFlow Datasets; scikit-learn's
+  bundled digits for the image recipe's embedded default).
 - `[test]`: the test suite (all of the above, plus PyTorch, JAX and
   transformers for the backend and parity tests).
 """
@@ -23,6 +24,7 @@ EXTRAS = {
     "export": ["onnx", "tf2onnx", "onnxruntime", "ai-edge-litert"],
     "viz": ["matplotlib", "pillow", "tensorboard"],
     "data": [
+        "scikit-learn",
         "tensorflow-datasets",
         "importlib_resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
     ],

@@ -68,8 +68,8 @@ class Lamb(keras.optimizers.Optimizer):
     >>> opt = keras_perceiver.optimizers.Lamb(1e-3, weight_decay=0.1, global_clipnorm=10.0)
     >>> w = keras.Variable(np.ones((2, 2), "float32"))
     >>> opt.apply([np.ones((2, 2), "float32")], [w])
-    >>> np.round(keras.ops.convert_to_numpy(w), 4).tolist()
-    [[0.999, 0.999], [0.999, 0.999]]
+    >>> bool(np.allclose(keras.ops.convert_to_numpy(w), 0.999))  # w - lr * (unit step)
+    True
     """
 
     def __init__(

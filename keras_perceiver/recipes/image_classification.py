@@ -163,7 +163,7 @@ def main(argv=None):
     correct = total = 0
     shown = None
     for x_batch, y_batch in eval_batches(test):
-        logits = keras.ops.convert_to_numpy(model.predict_on_batch(x_batch))
+        logits = keras.ops.convert_to_numpy(model(x_batch, training=False))
         labels = y_batch.numpy().argmax(-1)
         correct += int((logits.argmax(-1) == labels).sum())
         total += len(labels)

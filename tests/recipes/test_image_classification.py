@@ -119,3 +119,23 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert "expected a positive int" in capsys.readouterr().err
     assert cli.main(["train", "no_such_recipe"]) == 2
     assert "unknown recipe 'no_such_recipe'" in capsys.readouterr().err
+
+
+def test_mirrored_on_two_logical_cpus(tmp_path):
+    """`--distribution mirrored` over 2 logical CPUs (own process: devices are fixed
+    once TensorFlow starts)."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    out = str(tmp_path / "mirrored")
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_perceiver.cli", "train", "image_classification", "--smoke",
+         "--distribution", "mirrored", "--cpu-replicas", "2", "--batch-size", "16",
+         "--output", out, "--verbose", "0"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = _check_outputs(out)
+    assert record["replicas"] == 2 and record["distribution"] == "mirrored"
+    assert "test_accuracy = " in result.stdout
