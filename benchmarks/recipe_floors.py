@@ -27,7 +27,23 @@ FLOORS = {
         [], lambda m: (m["test_accuracy"], m["test_accuracy"] >= 0.98),
         "digits test accuracy >= 0.98",
     ),
+    # value: the smaller of the video and audio PSNR gains over the per-example mean (dB)
+    "multimodal_autoencoding": (
+        [], lambda m: _recipe_floor("multimodal_autoencoding")[1](m),
+        "video and audio PSNR >= 3 dB above the per-example mean, masked-label accuracy >= 0.9",
+    ),
+    # value: held-out EPE / EPE of predicting zero flow
+    "optical_flow": (
+        [], lambda m: _recipe_floor("optical_flow")[1](m),
+        "held-out EPE <= 0.4x that of zero flow",
+    ),
 }
+
+
+def _recipe_floor(name):
+    from keras_perceiver.recipes import get_recipe
+
+    return get_recipe(name).FLOOR
 
 
 def run(name, output=None):
