@@ -6,10 +6,10 @@ much as `make demo`'s training):
     python -m benchmarks.demo_seeds                # seeds 0..4
     python -m benchmarks.demo_seeds --seeds 0 1 2
     python -m benchmarks.demo_seeds --repeat       # seed 0 twice: must be equal
-    python -m benchmarks.demo_seeds --swa-fraction 0.25 --label-smoothing 0.1
+    python -m benchmarks.demo_seeds --swa-fraction 0 --label-smoothing 0
 
-The last form measures a variant of the recipe (weight averaging over the
-last quarter of the epochs, label smoothing); `make demo` is not changed.
+The last form measures a variant of the recipe (here: without the weight
+averaging and the label smoothing); `make demo` is not changed.
 
 Prints each seed's accuracy on the demo's 450 test digits and the
 min / median / max, and exits non-zero if any seed is below the demo's
