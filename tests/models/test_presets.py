@@ -170,3 +170,21 @@ def test_hub_id_from_the_local_cache_offline(tmp_path, monkeypatch):
                                   keras.ops.convert_to_numpy(direct(ids)))
     with pytest.raises(FileNotFoundError, match="deepmind/vision-perceiver-conv.*HF_HUB_OFFLINE"):
         convert.from_transformers("deepmind/vision-perceiver-conv")
+
+
+def test_released_preset_with_num_classes_loads_the_body_only(keras_home):
+    """A cached released preset + `num_classes=k`: its body, a fresh k-class head."""
+    from keras_perceiver.models import PerceiverImageClassifier
+
+    cached = PerceiverImageClassifier.from_preset(
+        "vision_perceiver_conv", load_weights=False, image_shape=(16, 16, 3), num_latents=4,
+        num_latent_channels=16, num_blocks=1, num_self_attends_per_block=1, num_classes=7)
+    cached.save_to_preset(presets.cached_preset_dir("vision_perceiver_conv"))
+    model = PerceiverImageClassifier.from_preset("vision_perceiver_conv", num_classes=5)
+    assert model.num_classes == 5 and model.decoder.weights[-1].shape[-1] == 5
+    for part in ("input_adapter", "encoder"):
+        for a, b in zip(getattr(cached, part).weights, getattr(model, part).weights):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    same = PerceiverTask.from_preset("vision_perceiver_conv", num_classes=7)  # the saved head
+    for a, b in zip(cached.weights, same.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
