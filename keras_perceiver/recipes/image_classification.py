@@ -32,13 +32,13 @@ from keras_perceiver.recipes import common
 NAME = "image_classification"
 CONFIGS = {
     # The digits demo's model (pixels + 2-D Fourier features).
-    "default": dict(prep_type="fourier", num_bands=8, num_latents=32, d_latents=128,
+    "default": dict(prep_type="fourier", num_bands=8, num_latents=32, num_latent_channels=128,
                     num_blocks=1, num_self_attends_per_block=3, num_self_attention_heads=4,
                     num_cross_attention_heads=4, qk_channels=128, v_channels=128, dropout=0.1),
-    "smoke": dict(prep_type="fourier", num_bands=2, num_latents=8, d_latents=16, num_blocks=1,
+    "smoke": dict(prep_type="fourier", num_bands=2, num_latents=8, num_latent_channels=16, num_blocks=1,
                   num_self_attends_per_block=1, num_self_attention_heads=2,
                   num_cross_attention_heads=1, dropout=0.1),
-    "small": dict(prep_type="fourier", num_bands=16, num_latents=128, d_latents=256,
+    "small": dict(prep_type="fourier", num_bands=16, num_latents=128, num_latent_channels=256,
                   num_blocks=2, num_self_attends_per_block=4, num_self_attention_heads=8,
                   num_cross_attention_heads=1, dropout=0.1),
 }

@@ -30,13 +30,13 @@ from keras_perceiver.recipes import common
 NAME = "masked_lm"
 # The text encoder shared with the text classification recipe (from_masked_lm).
 ENCODERS = {
-    "default": dict(max_length=128, d_model=64, num_latents=32, d_latents=128, num_blocks=1,
+    "default": dict(max_length=128, d_model=64, num_latents=32, num_latent_channels=128, num_blocks=1,
                     num_self_attends_per_block=2, num_self_attention_heads=4,
                     num_cross_attention_heads=8, qk_channels=64, v_channels=128),
-    "small": dict(max_length=512, d_model=128, num_latents=128, d_latents=256, num_blocks=1,
+    "small": dict(max_length=512, d_model=128, num_latents=128, num_latent_channels=256, num_blocks=1,
                   num_self_attends_per_block=6, num_self_attention_heads=8,
                   num_cross_attention_heads=8, qk_channels=128, v_channels=256),
-    "smoke": dict(max_length=32, d_model=16, num_latents=4, d_latents=16, num_blocks=1,
+    "smoke": dict(max_length=32, d_model=16, num_latents=4, num_latent_channels=16, num_blocks=1,
                   num_self_attends_per_block=1, num_self_attention_heads=2,
                   num_cross_attention_heads=2, qk_channels=8, v_channels=16),
 }

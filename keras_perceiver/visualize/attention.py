@@ -60,7 +60,7 @@ def image_attention(model, images):
     ((2, 5, 4, 4), (2, 5), True)
     """
     images = ops.convert_to_tensor(np.asarray(images, "float32"))
-    tokens = model.preprocessor(images)
+    tokens = model.input_adapter(images)
     encoder = model.encoder
     latents = encoder.latents(tokens)
     encoder_weights = cross_attention_weights(encoder.cross_attention, latents, tokens)

@@ -92,7 +92,7 @@ def test_preset_selects_the_paper_settings():
     assert (args.batch_size, args.learning_rate, args.warmup_steps, args.steps) == (
         2048, 1.25e-3, 1000, 500_000)
     config = masked_lm.model_config(args, {})
-    assert config["max_length"] == 2048 and config["d_latents"] == 1280
+    assert config["max_length"] == 2048 and config["num_latent_channels"] == 1280
     assert masked_lm.parse(["--preset", "language_perceiver", "--batch-size", "8"]).batch_size == 8
     with pytest.raises(ValueError, match="--preset"):
         masked_lm.model_config(masked_lm.parse(["--preset", "nope"]), {})
