@@ -163,7 +163,7 @@ def main(argv=None):
     correct = baseline = total = 0
     shown = None
     for masked, labels, weights in heldout:
-        logits = keras.ops.convert_to_numpy(model.predict_on_batch(masked))
+        logits = keras.ops.convert_to_numpy(model.predict_on_batch(masked.numpy()))
         predicted = logits.argmax(-1)
         chosen = weights.numpy() > 0
         truth = labels.numpy()

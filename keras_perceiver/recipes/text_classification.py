@@ -200,7 +200,7 @@ def main(argv=None):
     correct = {t: 0.0 for t in tasks}
     counted = {t: 0.0 for t in tasks}
     for ids, labels, weights in heldout:
-        outputs = model.predict_on_batch(ids)
+        outputs = model.predict_on_batch(ids.numpy())
         for t in tasks:
             predicted = keras.ops.convert_to_numpy(outputs[t]).argmax(-1)
             w = weights[t].numpy()
