@@ -59,6 +59,17 @@ def _json_object(text):
     return value
 
 
+def _image_size(text):
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH (e.g. 224,224), got {text!r}")
+    return size
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -98,6 +109,10 @@ def _parser():
     ex.add_argument("--image-preprocessing", type=_json_object,
                     help='SavedModel image classifiers, JSON, e.g. '
                          '\'{"mode": "resize", "mean": 127.5, "std": 127.5}\'')
+    ex.add_argument("--raw-image-size", type=_image_size, metavar="H,W",
+                    help="tflite/onnx image classifiers: take uint8 images of this size, "
+                         "preprocess them as the SavedModel does (--image-preprocessing), "
+                         "return named logits, probabilities, top_5_classes")
     ex.add_argument("--mask-placeholder", help="SavedModel masked LM placeholder ([MASK])")
     ex.add_argument("--num-chunks", type=_positive_int,
                     help="SavedModel multimodal: decoder chunks in the graph")
@@ -136,9 +151,14 @@ def _check_export_flags(args):
          "--quantization int8 needs --representative-data (calibration examples)"),
         (args.overwrite and args.format == "saved_model",
          "--overwrite does not apply to saved_model (a new version is written each time)"),
+        (args.raw_image_size and args.format == "saved_model",
+         "--raw-image-size applies to --format tflite/onnx (a SavedModel takes any size)"),
+        (args.image_preprocessing is not None and args.format != "saved_model"
+         and not args.raw_image_size,
+         "--image-preprocessing applies to --format saved_model, or tflite/onnx with "
+         "--raw-image-size"),
     ]
-    for flag, value in (("--version", args.version), ("--image-preprocessing",
-                        args.image_preprocessing), ("--mask-placeholder", args.mask_placeholder),
+    for flag, value in (("--version", args.version), ("--mask-placeholder", args.mask_placeholder),
                         ("--num-chunks", args.num_chunks)):
         rules.append((value is not None and args.format != "saved_model",
                       f"{flag} applies to --format saved_model only"))
@@ -204,6 +224,9 @@ def export(args):
         except (TypeError, ValueError) as error:
             raise UsageError(f"export: --image-preprocessing: {error}") from None
     model = load_model(args.preset, args.weights, args.class_name, args.random_weights)
+    raw = {} if not args.raw_image_size else dict(
+        raw_inputs=True, image_size=args.raw_image_size,
+        image_preprocessing=args.image_preprocessing)
     if args.format == "saved_model":
         options = {} if args.mask_placeholder is None else {
             "mask_placeholder": args.mask_placeholder}
@@ -222,11 +245,11 @@ def export(args):
         path = export_lib.export_litert(
             model, _file_output(args.output, model, ".tflite"),
             quantization=args.quantization, representative_data=data,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, **raw,
         )
     else:
         path = export_lib.export_onnx(model, _file_output(args.output, model, ".onnx"),
-                                      overwrite=args.overwrite)
+                                      overwrite=args.overwrite, **raw)
     print(path)
     return path
 

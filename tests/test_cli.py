@@ -64,6 +64,38 @@ def test_export_tflite_and_onnx(preset_dir, tmp_path):
     assert (tmp_path / "m.onnx").stat().st_size == size
 
 
+def test_export_tflite_and_onnx_on_raw_images(preset_dir, tmp_path, capsys):
+    """--raw-image-size: uint8 images in, the SavedModel's preprocessing, named outputs."""
+    path, model = preset_dir
+    prep = '{"mode": "resize", "mean": 0, "std": 255}'
+    tflite = str(tmp_path / "raw.tflite")
+    assert cli.main(["export", "--preset", path, "--format", "tflite", "--output", tflite,
+                     "--raw-image-size", "8,8", "--image-preprocessing", prep]) == 0
+    runner = tf.lite.Interpreter(model_path=tflite).get_signature_runner()
+    images = np.random.default_rng(2).integers(0, 256, (1, 8, 8, 3)).astype("uint8")
+    outputs = runner(images=images)
+    assert {"logits", "probabilities", "top_5_classes"} <= set(outputs)
+    expected = keras.ops.convert_to_numpy(model(images.astype("float32") / 255.0))
+    np.testing.assert_allclose(outputs["logits"], expected, atol=1e-4)
+    onnx_path = str(tmp_path / "raw.onnx")
+    assert cli.main(["export", "--preset", path, "--format", "onnx", "--output", onnx_path,
+                     "--raw-image-size", "8x8", "--image-preprocessing", prep]) == 0
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(onnx_path)
+    names = [o.name for o in session.get_outputs()]
+    assert "logits" in names
+    (logits,) = session.run(["logits"], {session.get_inputs()[0].name: images})
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    # The flag does not apply to SavedModels; a malformed size is a usage error.
+    assert cli.main(["export", "--preset", path, "--format", "saved_model", "--output",
+                     str(tmp_path / "sm"), "--raw-image-size", "8,8"]) == 2
+    assert "--raw-image-size applies to --format tflite/onnx" in capsys.readouterr().err
+    assert cli.main(["export", "--preset", path, "--format", "tflite", "--output",
+                     str(tmp_path / "x.tflite"), "--raw-image-size", "8"]) == 2
+    assert "expected HEIGHT,WIDTH" in capsys.readouterr().err
+
+
 def test_unknown_preset_is_rejected(tmp_path, capsys):
     assert cli.main(["export", "--preset", "no_such_model", "--output", str(tmp_path)]) == 2
     assert "unknown preset 'no_such_model'" in capsys.readouterr().err
