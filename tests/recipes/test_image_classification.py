@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras_perceiver import cli
 from keras_perceiver.recipes import common
 from keras_perceiver.recipes import image_classification
+from tests.recipes.helpers import check_run_outputs
 
 
 def _h5_arrays(path):
@@ -22,25 +23,10 @@ def _h5_arrays(path):
     return arrays
 
 
-def _check_outputs(out, export=None):
-    for path in ("config.json", "metrics.json", "plots/curves.png", "plots/attention.png",
-                 "checkpoints/best.weights.h5", "checkpoints/final.weights.h5",
-                 "checkpoints/backup/latest.weights.h5", "logs/history.csv"):
-        assert os.path.getsize(os.path.join(out, path)) > 0, path
-    for path in ("plots/curves.png", "plots/attention.png"):
-        with open(os.path.join(out, path), "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    events = [f for _, _, fs in os.walk(os.path.join(out, "logs")) for f in fs
-              if f.startswith("events.out.tfevents")]
-    assert len(events) >= 2  # train and validation
-    with open(os.path.join(out, "metrics.json")) as f:
-        return json.load(f)
-
-
 def test_smoke_on_embedded_digits_trains_evaluates_and_exports(tmp_path):
     out, export = str(tmp_path / "run"), str(tmp_path / "saved")
     metrics = image_classification.main(["--smoke", "--output", out, "--export", export])
-    record = _check_outputs(out)
+    record = check_run_outputs(out, ("curves.png", "attention.png"))
     assert record["metrics"] == metrics and 0.0 <= metrics["test_accuracy"] <= 1.0
     assert len(record["history"]["loss"]) == 2  # --smoke: 2 epochs
     assert record["export"]["saved_model"] == os.path.join(export, "1")
@@ -106,7 +92,7 @@ def test_mock_tfds_mnist_through_the_cli(tmp_path):
                            "--batch-size", "8", "--output", out, "--export",
                            str(tmp_path / "saved")])
     assert status == 0
-    record = _check_outputs(out)
+    record = check_run_outputs(out, ("curves.png", "attention.png"))
     assert set(record["metrics"]) == {"test_accuracy"}
     with open(os.path.join(out, "config.json")) as f:
         config = json.load(f)
@@ -136,6 +122,6 @@ def test_mirrored_on_two_logical_cpus(tmp_path):
          "--output", out, "--verbose", "0"],
         cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    record = _check_outputs(out)
+    record = check_run_outputs(out, ("curves.png", "attention.png"))
     assert record["replicas"] == 2 and record["distribution"] == "mirrored"
     assert "test_accuracy = " in result.stdout

@@ -10,29 +10,13 @@ import tensorflow as tf
 import keras_perceiver
 from keras_perceiver import cli
 from keras_perceiver.recipes import masked_lm
-
-PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def check_outputs(out, pictures):
-    for path in ("config.json", "metrics.json", "checkpoints/best.weights.h5",
-                 "checkpoints/final.weights.h5", "checkpoints/backup/latest.weights.h5",
-                 "logs/history.csv") + tuple(f"plots/{p}" for p in pictures):
-        assert os.path.getsize(os.path.join(out, path)) > 0, path
-    for picture in pictures:
-        with open(os.path.join(out, "plots", picture), "rb") as f:
-            assert f.read(8) == PNG
-    events = [f for _, _, fs in os.walk(os.path.join(out, "logs")) for f in fs
-              if f.startswith("events.out.tfevents")]
-    assert len(events) >= 2  # train and validation
-    with open(os.path.join(out, "metrics.json")) as f:
-        return json.load(f)
+from tests.recipes.helpers import check_run_outputs
 
 
 def test_smoke_on_embedded_text_trains_evaluates_and_exports(tmp_path):
     out, export = str(tmp_path / "run"), str(tmp_path / "saved")
     metrics = masked_lm.main(["--smoke", "--output", out, "--export", export, "--verbose", "0"])
-    record = check_outputs(out, ("curves.png", "masked_text.png"))
+    record = check_run_outputs(out, ("curves.png", "masked_text.png"))
     assert record["metrics"] == metrics
     assert 0 <= metrics["test_masked_accuracy"] <= 1 and 0 < metrics["baseline_accuracy"] < 0.3
     assert metrics["masked_bytes"] > 100
@@ -61,7 +45,7 @@ def test_mock_tfds_text_through_the_cli(tmp_path):
         status = cli.main(["train", "masked_lm", "--dataset", "imdb_reviews", "--smoke",
                            "--mask-strategy", "byte", "--output", out, "--verbose", "0"])
     assert status == 0
-    record = check_outputs(out, ("curves.png", "masked_text.png"))
+    record = check_run_outputs(out, ("curves.png", "masked_text.png"))
     assert record["metrics"]["masked_bytes"] > 0
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["flags"]["mask_strategy"] == "byte"

@@ -1,6 +1,5 @@
 """The optical-flow recipe end to end: synthetic pairs, a .flo directory, resumable data."""
 
-import json
 import os
 
 import numpy as np
@@ -10,26 +9,13 @@ import tensorflow as tf
 from keras_perceiver import cli
 from keras_perceiver.data import flow as flow_data
 from keras_perceiver.recipes import optical_flow
-
-
-def _check_outputs(out):
-    for path in ("config.json", "metrics.json", "plots/curves.png", "plots/flow.png",
-                 "checkpoints/best.weights.h5", "checkpoints/final.weights.h5",
-                 "checkpoints/backup/latest.weights.h5", "logs/history.csv"):
-        assert os.path.getsize(os.path.join(out, path)) > 0, path
-    with open(os.path.join(out, "plots/flow.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    events = [f for _, _, fs in os.walk(os.path.join(out, "logs")) for f in fs
-              if f.startswith("events.out.tfevents")]
-    assert len(events) >= 2  # train and validation
-    with open(os.path.join(out, "metrics.json")) as f:
-        return json.load(f)
+from tests.recipes.helpers import check_run_outputs
 
 
 def test_smoke_on_synthetic_pairs_trains_evaluates_and_exports(tmp_path):
     out, export = str(tmp_path / "run"), str(tmp_path / "saved")
     metrics = optical_flow.main(["--smoke", "--output", out, "--export", export])
-    record = _check_outputs(out)
+    record = check_run_outputs(out, ("curves.png", "flow.png"))
     assert record["metrics"] == metrics
     assert set(metrics) == {"test_epe", "zero_flow_epe", "epe_ratio"}
     assert len(record["history"]["loss"]) == 2
@@ -60,7 +46,7 @@ def test_flo_directory_through_the_cli(tmp_path):
     status = cli.main(["train", "optical_flow", "--smoke", "--dataset", str(data_dir),
                        "--output", out])
     assert status == 0
-    record = _check_outputs(out)
+    record = check_run_outputs(out, ("curves.png", "flow.png"))
     # The held-out pairs: 10% of 12 (one pair), chosen by a fixed permutation.
     held = np.random.default_rng(0).permutation(12)[0]
     assert record["metrics"]["zero_flow_epe"] == pytest.approx(np.hypot(held, 1.0), rel=1e-6)

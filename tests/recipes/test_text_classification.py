@@ -12,7 +12,7 @@ from keras_perceiver import cli
 from keras_perceiver.data import text
 from keras_perceiver.recipes import masked_lm
 from keras_perceiver.recipes import text_classification
-from tests.recipes.test_masked_lm import check_outputs
+from tests.recipes.helpers import check_run_outputs
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_smoke_from_the_masked_lm_trains_evaluates_and_exports(tmp_path, mlm_run
     out, export = str(tmp_path / "run"), str(tmp_path / "saved")
     metrics = text_classification.main(["--smoke", "--output", out, "--export", export,
                                         "--init-from-mlm", mlm_run, "--verbose", "0"])
-    record = check_outputs(out, ("curves.png",))
+    record = check_run_outputs(out, ("curves.png",))
     assert record["metrics"] == metrics
     assert set(metrics) == {"test_shift_accuracy", "test_noise_accuracy", "test_accuracy",
                             "test_examples"}
@@ -71,7 +71,7 @@ def test_multitask_mock_glue_through_the_cli(tmp_path):
         status = cli.main(["train", "text_classification", "--dataset", "glue/sst2,glue/mnli",
                            "--smoke", "--output", out, "--verbose", "0"])
     assert status == 0
-    record = check_outputs(out, ("curves.png",))
+    record = check_run_outputs(out, ("curves.png",))
     assert set(record["metrics"]) == {"test_sst2_accuracy", "test_mnli_accuracy", "test_accuracy",
                                       "test_examples"}
 
