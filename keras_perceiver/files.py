@@ -104,3 +104,12 @@ def directory_aside(path, what="write"):
             shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def json_default(value):
+    """`json.dumps(..., default=json_default)`: tuples and NumPy values as lists/numbers."""
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {value!r}")

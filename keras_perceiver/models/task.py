@@ -193,7 +193,7 @@ class PerceiverTask(PipelineModel, keras.Model):
             "config": task_config,
             "weights": WEIGHTS_FILE if weights else None,
         }
-        text = json.dumps(config, indent=2, default=_json_default)
+        text = json.dumps(config, indent=2, default=files.json_default)
         with files.directory_aside(preset_dir, "save_to_preset") as tmp:
             with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
                 f.write(text)
@@ -374,14 +374,6 @@ def _copy_body(source, model, new_head):
                 f"the body's weights load, and its {part} does not match the saved "
                 f"one ({str(error)[:200]}); keep the body's arguments unchanged."
             ) from None
-
-
-def _json_default(value):
-    if isinstance(value, tuple):
-        return list(value)
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {value!r}")
 
 
 def _task_class(name, preset="preset"):

@@ -17,6 +17,8 @@ import os
 
 import keras
 
+from keras_perceiver import files
+
 PREPROCESSOR_FILE = "preprocessor.json"
 
 
@@ -71,15 +73,7 @@ class PerceiverPreprocessor:
 
 def _json(preprocessor):
     return json.dumps(keras.saving.serialize_keras_object(preprocessor), indent=2,
-                      sort_keys=True, default=_json_default)
-
-
-def _json_default(value):
-    if isinstance(value, tuple):
-        return list(value)
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {value!r}")
+                      sort_keys=True, default=files.json_default)
 
 
 def serialize(preprocessor):
