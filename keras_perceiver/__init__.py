@@ -5,8 +5,8 @@ import os
 import sys
 
 __version__ = "0.1.0"
-_SUBMODULES = ("convert", "export", "layers", "losses", "models", "optimizers", "preprocessors",
-               "recipes", "tokenizers")
+_SUBMODULES = ("convert", "data", "distribution", "export", "layers", "losses", "models",
+               "optimizers", "preprocessors", "recipes", "tokenizers", "visualize")
 
 
 def _started_as_cli():
