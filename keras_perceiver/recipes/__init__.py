@@ -4,7 +4,9 @@
 trains, evaluates and exports it (returning the final metrics). A new
 recipe adds one line here (sorted); nothing is imported until a recipe
 runs, so the command line's `--help` stays fast. Shared code:
-`keras_perceiver.recipes.common` (flags, output layout, callbacks, run),
+`keras_perceiver.recipes.common` (the run; it re-exports the flags of
+`keras_perceiver.recipes.flags` and the output layout, callbacks and export
+of `keras_perceiver.recipes.outputs`),
 `keras_perceiver.recipes.schedules` (learning-rate schedules) and
 `keras_perceiver.optimizers` (LAMB).
 """

@@ -25,20 +25,9 @@ A recipe is a module `keras_perceiver/recipes/<name>.py` with
         run.plot("curves.png", keras_perceiver.visualize.curves.plot_history, run.history)
         return run.finish(model, metrics, export_options={...})  # metrics.json + export
 
-Flags (`make_parser`): `--dataset` (a tensorflow_datasets name; default the
-recipe's embedded data), `--data-dir`, `--config NAME`, `--preset NAME`,
-`--smoke`, `--epochs`, `--steps` (total; rounds up to whole epochs),
-`--steps-per-epoch`, `--batch-size` (global), `--learning-rate`,
-`--weight-decay`, `--clip-norm`, `--schedule`, `--warmup-steps`,
-`--output DIR`, `--resume`, `--export DIR`, `--seed`, `--distribution`,
-`--cpu-replicas`, `--mixed-precision`, `--verbose`.
-
-Output layout under `--output` (default `runs/<name>`; an existing non-empty
-directory is continued only with `--resume`, never overwritten):
-`config.json` (the resolved flags), `checkpoints/backup/` (BackupAndRestore,
-every epoch), `checkpoints/best.weights.h5` (ModelCheckpoint on the monitored
-held-out metric), `checkpoints/final.weights.h5`, `logs/` (TensorBoard
-event files and `history.csv`), `plots/*.png`, `metrics.json`.
+Flags: `keras_perceiver.recipes.flags` (`make_parser`, `parse_args`).
+Output layout, callbacks, JSON and export: `keras_perceiver.recipes.outputs`.
+Every public name of both is importable from here as well.
 
 Resume: a killed run started again with `--resume` restores the weights,
 optimizer state and epoch from `checkpoints/backup/` and ends with the
@@ -47,129 +36,23 @@ same batches for an epoch however it was reached (draw epoch `e`'s order and
 augmentation from `(seed, e)`, e.g. with `epoch_indices`).
 """
 
-import argparse
-import csv
-import json
 import math
 import os
 import sys
 import time
 
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker", "data_parallel", "model_parallel")
-SCHEDULES = ("flat_cosine", "warmup_cosine", "constant")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-_NUMERIC = ("epochs", "steps", "steps_per_epoch", "batch_size", "learning_rate",
-            "weight_decay", "clip_norm", "warmup_steps", "schedule")
-_BUILTIN_DEFAULTS = dict(epochs=10, batch_size=32, learning_rate=1e-3, weight_decay=0.0,
-                         clip_norm=10.0, schedule="flat_cosine", warmup_steps=0)
-
-
-def make_parser(name, description, configs, defaults=None, smoke=None):
-    """The standard recipe flags (see the module docstring).
-
-    `configs` maps config names to model keyword arguments (`"default"` is
-    the default; `"smoke"` is what `--smoke` picks); `defaults` sets the
-    recipe's `epochs`, `batch_size`, `learning_rate`, `weight_decay`,
-    `clip_norm`, `schedule`, `warmup_steps`; `smoke` overrides them under
-    `--smoke`. Flags left unset take these after `parse_args`.
-    """
-    defaults = {**_BUILTIN_DEFAULTS, **(defaults or {})}
-    if "default" not in configs:
-        raise ValueError(f"make_parser({name!r}): configs needs a 'default' entry.")
-    parser = argparse.ArgumentParser(
-        prog=f"keras-perceiver train {name}", description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.set_defaults(_recipe=name, _defaults=defaults, _smoke=dict(smoke or {}))
-    add = parser.add_argument
-    add("--dataset", help="a tensorflow_datasets name (default: the embedded data set)")
-    add("--data-dir", help="tensorflow_datasets data_dir")
-    add("--config", default=None, choices=sorted(configs),
-        help="named model config (default: 'default')")
-    add("--preset", help="build the architecture of this preset instead of --config")
-    add("--smoke", action="store_true", help="tiny model and a few steps (a quick check)")
-    add("--epochs", type=_positive(int), help=f"passes (default {defaults['epochs']})")
-    add("--steps", type=_positive(int), help="total training steps (rounded up to whole epochs)")
-    add("--steps-per-epoch", type=_positive(int), help="default: one pass over the data")
-    add("--batch-size", type=_positive(int),
-        help=f"global batch size (default {defaults['batch_size']})")
-    add("--learning-rate", type=_positive(float),
-        help=f"peak learning rate (default {defaults['learning_rate']})")
-    add("--weight-decay", type=_non_negative, help=f"LAMB weight decay "
-        f"(default {defaults['weight_decay']}; biases and norms excluded)")
-    add("--clip-norm", type=_non_negative,
-        help=f"gradient global-norm clip, 0 for none (default {defaults['clip_norm']})")
-    add("--schedule", choices=SCHEDULES, help=f"default {defaults['schedule']}")
-    add("--warmup-steps", type=_non_negative_int, help="warmup_cosine: linear warm-up steps")
-    add("--output", help=f"output directory (default runs/{name})")
-    add("--resume", action="store_true",
-        help="continue the run in --output from its last epoch backup")
-    add("--export", help="write a SavedModel (next free version) and a LiteRT file here")
-    add("--seed", type=int, default=0, help="seeds weights, data order, augmentation")
-    add("--distribution", default="none", choices=DISTRIBUTIONS,
-        help="mirrored/multi_worker: TensorFlow; data_parallel/model_parallel: JAX")
-    add("--cpu-replicas", type=_positive(int),
-        help="split the CPU into N logical devices (try mirrored without GPUs)")
-    add("--mixed-precision", default="float32", choices=PRECISIONS)
-    add("--verbose", type=int, choices=(0, 1, 2), help="fit display (default: 1 on a terminal)")
-    add("--run-eagerly", action="store_true",
-        help="no tf.function/XLA tracing (debugging; faster for a few tiny steps)")
-    parser.set_defaults(_configs=configs)
-    return parser
-
-
-def parse_args(parser, argv=None):
-    """Parses `argv` and fills unset numeric flags from the recipe defaults
-    (or its smoke defaults under `--smoke`); `--smoke` selects config `smoke`."""
-    args = parser.parse_args(argv)
-    fill = dict(args._defaults)
-    if args.smoke:
-        fill.update(args._smoke)
-        if args.config is None and "smoke" in args._configs:
-            args.config = "smoke"
-    args.config = args.config or "default"
-    for key in _NUMERIC:
-        if getattr(args, key, None) is None:
-            setattr(args, key, fill.get(key))
-    args.output = args.output or os.path.join("runs", args._recipe)
-    if args.preset and args.config != "default":
-        parser.error("--preset and --config exclude each other")
-    if args.export and _backend() != "tensorflow":
-        parser.error("--export needs KERAS_BACKEND=tensorflow")
-    return args
-
-
-def _backend():
-    import keras
-
-    return keras.backend.backend()
-
-
-def _positive(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-    return parse
-
-
-def _non_negative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _non_negative_int(text):
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return int(text)
+from keras_perceiver.recipes.flags import DISTRIBUTIONS  # noqa: F401 - re-exported
+from keras_perceiver.recipes.flags import PRECISIONS  # noqa: F401
+from keras_perceiver.recipes.flags import SCHEDULES
+from keras_perceiver.recipes.flags import make_parser  # noqa: F401
+from keras_perceiver.recipes.flags import parse_args  # noqa: F401
+from keras_perceiver.recipes.outputs import BackupAndRestore  # noqa: F401
+from keras_perceiver.recipes.outputs import export
+from keras_perceiver.recipes.outputs import make_output_dirs
+from keras_perceiver.recipes.outputs import read_history
+from keras_perceiver.recipes.outputs import read_json
+from keras_perceiver.recipes.outputs import standard_callbacks
+from keras_perceiver.recipes.outputs import write_json
 
 
 def epoch_indices(num_examples, seed, epoch):
@@ -188,26 +71,6 @@ def epoch_indices(num_examples, seed, epoch):
     key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
     return tf.argsort(tf.random.stateless_uniform([num_examples], seed=key))
 
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def write_json(path, value):
-    """Writes JSON next to `path` and renames it into place."""
-    from keras_perceiver import files
-
-    with files.file_aside(path, "write") as tmp:
-        with open(tmp, "w") as f:
-            json.dump(value, f, indent=2, sort_keys=True, default=_json_default)
-    return path
-
-
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
 
 
 class Run:
@@ -258,23 +121,10 @@ class Run:
         if not self.chief:  # other workers write aside (TF's multi-worker advice)
             import tempfile
 
-            output = tempfile.mkdtemp(prefix=f"{self.name}-worker-")
-        elif os.path.isdir(output) and os.listdir(output) and not resume:
-            raise FileExistsError(
-                f"--output {output} exists and is not empty; pass --resume to continue "
-                "that run, or choose another --output (nothing was overwritten)."
-            )
-        elif os.path.exists(output) and not os.path.isdir(output):
-            raise NotADirectoryError(f"--output {output} is a file; expected a directory.")
-        dirs = {key: os.path.join(output, key) for key in ("checkpoints", "logs", "plots")}
-        dirs["output"] = output
-        dirs["backup"] = os.path.join(dirs["checkpoints"], "backup")
-        for key in ("checkpoints", "logs", "plots"):
-            os.makedirs(dirs[key], exist_ok=True)
+            output, resume = tempfile.mkdtemp(prefix=f"{self.name}-worker-"), True
         settings = {k: v for k, v in vars(self.args).items() if not k.startswith("_")}
-        write_json(os.path.join(output, "config.json"), {
+        return make_output_dirs(output, resume, {
             "recipe": self.name, "flags": settings, "model_config": self.config})
-        return dirs
 
     @property
     def replicas(self):
@@ -328,19 +178,8 @@ class Run:
         return int(read_json(meta)["epoch"]) if os.path.exists(meta) else 0
 
     def callbacks(self, monitor, mode):
-        import keras
-
-        best = self.best_so_far(monitor, mode)
-        return [
-            BackupAndRestore(self.dirs["backup"], save_freq="epoch", delete_checkpoint=False),
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(self.dirs["checkpoints"], "best.weights.h5"), monitor=monitor,
-                mode=mode, save_best_only=True, save_weights_only=True,
-                initial_value_threshold=best, verbose=0),
-            keras.callbacks.CSVLogger(os.path.join(self.dirs["logs"], "history.csv"), append=True),
-            keras.callbacks.TensorBoard(self.dirs["logs"]),
-        ]
+        """The standard callbacks (`keras_perceiver.recipes.outputs.standard_callbacks`)."""
+        return standard_callbacks(self.dirs, monitor, mode, self.best_so_far(monitor, mode))
 
     def best_so_far(self, monitor, mode):
         values = [float(v) for v in self.read_history().get(monitor, []) if v != ""]
@@ -350,19 +189,7 @@ class Run:
 
     def read_history(self):
         """Per-epoch logs of this run and the runs it resumed (`history.csv`)."""
-        path = os.path.join(self.dirs["logs"], "history.csv")
-        if not os.path.exists(path):
-            return {}
-        rows = {}
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get("epoch", "epoch") != "epoch":
-                    rows[int(row["epoch"])] = row  # a repeated epoch: keep the last
-        history = {}
-        for epoch in sorted(rows):
-            for key, value in rows[epoch].items():
-                history.setdefault(key, []).append(float(value) if value not in ("", None) else "")
-        return history
+        return read_history(self.dirs["logs"])
 
     def fit(self, model, train, steps_per_epoch, epochs, validation_data=None,
             monitor="val_loss", mode="min", callbacks=()):
@@ -417,49 +244,6 @@ class Run:
         return metrics
 
 
-def _backup_class():
-    import keras
-    import numpy as np
-
-    class BackupAndRestore(keras.callbacks.BackupAndRestore):
-        """`keras.callbacks.BackupAndRestore` that also keeps the model's random
-        states (dropout's `SeedGenerator`s, which `save_weights` leaves out),
-        so a resumed run draws the same dropout masks as an uninterrupted one."""
-
-        def _rng_variables(self):
-            return [v for v in self.model.variables if "seed_generator_state" in v.path]
-
-        def _save_model(self):
-            super()._save_model()
-            from keras_perceiver import files
-
-            states = {f"state_{i}": keras.ops.convert_to_numpy(v)
-                      for i, v in enumerate(self._rng_variables())}
-            with files.file_aside(os.path.join(self.backup_dir, "rng_states.npz")) as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(f, **states)
-
-        def _load_model(self):
-            super()._load_model()
-            path = os.path.join(self.backup_dir, "rng_states.npz")
-            if not os.path.exists(path):
-                return
-            variables = self._rng_variables()
-            with np.load(path, allow_pickle=False) as saved:
-                if len(saved.files) != len(variables):
-                    raise ValueError(
-                        f"{path}: {len(saved.files)} random states saved, the model has "
-                        f"{len(variables)}; --resume needs the same model and config.")
-                for i, variable in enumerate(variables):
-                    variable.assign(saved[f"state_{i}"])
-
-    return BackupAndRestore
-
-
-def BackupAndRestore(*args, **kwargs):  # noqa: N802 - a class, built lazily (keras import)
-    return _backup_class()(*args, **kwargs)
-
-
 def make_lamb(learning_rate, total_steps, schedule="flat_cosine", weight_decay=0.0,
               clip_norm=10.0, warmup_steps=0, flat_fraction=0.5):
     """`keras_perceiver.optimizers.Lamb` with one of `SCHEDULES`.
@@ -483,15 +267,3 @@ def make_lamb(learning_rate, total_steps, schedule="flat_cosine", weight_decay=0
         raise ValueError(f"schedule must be one of {SCHEDULES}, received {schedule!r}.")
     return optimizers.Lamb(rate, weight_decay=weight_decay or None,
                            global_clipnorm=clip_norm or None)
-
-
-def export(model, base_dir, name, options=None):
-    """SavedModel `base_dir/<next version>/` + LiteRT `base_dir/<name>_v<version>.tflite`;
-    nothing existing is replaced."""
-    import keras_perceiver.export as export_lib
-
-    saved = export_lib.export_saved_model(model, base_dir, **(options or {}))
-    version = os.path.basename(saved)
-    litert = export_lib.export_litert(model, os.path.join(base_dir, f"{name}_v{version}.tflite"))
-    return {"saved_model": saved, "litert": litert, "version": int(version)}
-

@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_perceiver import cli
 from keras_perceiver.data import multimodal
 from keras_perceiver.recipes import multimodal_autoencoding as recipe
+from tests.recipes.resume import check_killed_run_resumes
 
 KEYS = {"video_psnr", "video_mean_psnr", "video_psnr_gain", "audio_psnr", "audio_mean_psnr",
         "audio_psnr_gain", "label_accuracy", "label_accuracy_label_given"}
@@ -36,6 +37,14 @@ def test_smoke_trains_evaluates_and_exports(tmp_path):
     psnr = multimodal.psnr(test["image"], outputs["image"].numpy()).mean()
     assert psnr == pytest.approx(metrics["video_psnr"], abs=1e-3)
     assert os.path.getsize(os.path.join(export, "multimodal_autoencoding_v1.tflite")) > 1000
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    # The label input is masked at random (probability 0.5): the resumed run
+    # must also continue the masking's random state.
+    flags = ["--smoke", "--epochs", "4", "--steps-per-epoch", "2", "--seed", "3",
+             "--image-points", "32", "--audio-points", "2", "--run-eagerly"]
+    check_killed_run_resumes(recipe.main, flags, tmp_path, monkeypatch)
 
 
 def test_usage_errors(capsys):

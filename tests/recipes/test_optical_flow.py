@@ -10,6 +10,7 @@ from keras_perceiver import cli
 from keras_perceiver.data import flow as flow_data
 from keras_perceiver.recipes import optical_flow
 from tests.recipes.helpers import check_run_outputs
+from tests.recipes.resume import check_killed_run_resumes
 
 
 def test_smoke_on_synthetic_pairs_trains_evaluates_and_exports(tmp_path):
@@ -28,6 +29,12 @@ def test_smoke_on_synthetic_pairs_trains_evaluates_and_exports(tmp_path):
     epe = np.sqrt(((predicted - flow) ** 2).sum(-1)).mean()
     assert epe == pytest.approx(metrics["test_epe"], abs=1e-4)
     assert os.path.getsize(os.path.join(export, "optical_flow_v1.tflite")) > 1000
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    flags = ["--smoke", "--epochs", "4", "--steps-per-epoch", "2", "--seed", "3",
+             "--run-eagerly"]
+    check_killed_run_resumes(optical_flow.main, flags, tmp_path, monkeypatch)
 
 
 def test_flo_directory_through_the_cli(tmp_path):
