@@ -21,6 +21,7 @@ Not part of `make test` (minutes each).
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -28,45 +29,54 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def _cpu_s():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(recipe, output, extra=()):
+    """`(metrics, wall s, (load before, after), CPU s user+sys)` of one recipe run (or the
+    one already in `output`; its CPU time is then unknown: None)."""
     from keras_perceiver.recipes import get_recipe
 
-    start, load = time.time(), os.getloadavg()[0]
+    start, load, cpu = time.time(), os.getloadavg()[0], _cpu_s()
     if os.path.exists(os.path.join(output, "metrics.json")):
         with open(os.path.join(output, "metrics.json")) as f:
             record = json.load(f)
         print(f"{recipe}: reusing {output} ({record['wall_time_s']} s)")
-        return record["metrics"], record["wall_time_s"], None
+        return record["metrics"], record["wall_time_s"], None, None
     metrics = get_recipe(recipe).main(["--output", output, "--verbose", "2", *extra])
-    return metrics, round(time.time() - start, 1), (load, os.getloadavg()[0])
+    return (metrics, round(time.time() - start, 1), (load, os.getloadavg()[0]),
+            round(_cpu_s() - cpu, 1))
 
 
 def masked_lm_floor(base):
-    metrics, wall, load = _run("masked_lm", os.path.join(base, "masked_lm"))
+    metrics, wall, load, cpu = _run("masked_lm", os.path.join(base, "masked_lm"))
     ratio = metrics["test_masked_accuracy"] / metrics["baseline_accuracy"]
     ok = ratio >= 2.0
     print(f"FLOOR masked_lm: masked-byte accuracy {metrics['test_masked_accuracy']:.4f} = "
           f"{ratio:.2f} x most-frequent-byte {metrics['baseline_accuracy']:.4f} (floor 2x): "
-          f"{'PASS' if ok else 'FAIL'}; wall {wall} s, load {load}")
-    return ok, {"masked_lm": metrics, "masked_lm_wall_s": wall, "masked_lm_load": load}
+          f"{'PASS' if ok else 'FAIL'}; CPU {cpu} s, wall {wall} s, load {load}")
+    return ok, {"masked_lm": metrics, "masked_lm_wall_s": wall, "masked_lm_load": load,
+                "masked_lm_cpu_s": cpu}
 
 
 def text_classification_floor(base):
     mlm_dir = os.path.join(base, "masked_lm")
     if not os.path.exists(os.path.join(mlm_dir, "metrics.json")):
         masked_lm_floor(base)
-    scratch, wall_a, load_a = _run("text_classification", os.path.join(base, "text_scratch"))
-    tuned, wall_b, load_b = _run("text_classification", os.path.join(base, "text_from_mlm"),
+    scratch, wall_a, load_a, cpu_a = _run("text_classification", os.path.join(base, "text_scratch"))
+    tuned, wall_b, load_b, cpu_b = _run("text_classification", os.path.join(base, "text_from_mlm"),
                                  ["--init-from-mlm", mlm_dir])
     ok_floor = scratch["test_accuracy"] >= 0.9
     ok_init = tuned["test_accuracy"] > scratch["test_accuracy"]
     print(f"FLOOR text_classification: held-out accuracy {scratch['test_accuracy']:.4f} from "
-          f"scratch (floor 0.90): {'PASS' if ok_floor else 'FAIL'}; wall {wall_a} s, load {load_a}")
+          f"scratch (floor 0.90): {'PASS' if ok_floor else 'FAIL'}; CPU {cpu_a} s, wall {wall_a} s, load {load_a}")
     print(f"FLOOR text_classification: from the MLM encoder {tuned['test_accuracy']:.4f} > "
           f"scratch {scratch['test_accuracy']:.4f}: {'PASS' if ok_init else 'FAIL'}; "
-          f"wall {wall_b} s, load {load_b}")
-    return ok_floor and ok_init, {"scratch": scratch, "from_mlm": tuned,
-                                  "wall_s": [wall_a, wall_b], "load": [load_a, load_b]}
+          f"CPU {cpu_b} s, wall {wall_b} s, load {load_b}")
+    return ok_floor and ok_init, {"scratch": scratch, "from_mlm": tuned, "wall_s": [wall_a, wall_b],
+                                  "load": [load_a, load_b], "cpu_s": [cpu_a, cpu_b]}
 
 
 FLOORS = {"masked_lm": masked_lm_floor, "text_classification": text_classification_floor}

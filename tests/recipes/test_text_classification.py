@@ -13,6 +13,7 @@ from keras_perceiver.data import text
 from keras_perceiver.recipes import masked_lm
 from keras_perceiver.recipes import text_classification
 from tests.recipes.helpers import check_run_outputs
+from tests.recipes.test_masked_lm import check_killed_run_resumes
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,9 @@ def test_smoke_from_the_masked_lm_trains_evaluates_and_exports(tmp_path, mlm_run
     decoder = {k: v for k, v in text_classification.CONFIGS["smoke"].items() if k.startswith("decoder_")}
     model = keras_perceiver.models.PerceiverTextClassifier.from_masked_lm(mlm, tasks, **decoder)
     model.load_weights(os.path.join(start, "checkpoints/final.weights.h5"))
-    for a, b in zip(model.encoder.get_weights(), mlm.encoder.get_weights()):
+    assert len(model.input_adapter.get_weights()) == 2  # byte and position embeddings
+    for a, b in zip(model.input_adapter.get_weights() + model.encoder.get_weights(),
+                    mlm.input_adapter.get_weights() + mlm.encoder.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
     # The SavedModel classifies raw text as the final weights do.
     trained = keras_perceiver.models.PerceiverTextClassifier.from_masked_lm(mlm, tasks, **decoder)
@@ -94,3 +97,9 @@ def test_multitask_examples_weight_only_their_own_task():
 def test_bad_init_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="masked_lm run directory"):
         text_classification.load_masked_lm(str(tmp_path / "missing"))
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    check_killed_run_resumes(text_classification.main, tmp_path, monkeypatch, [
+        "--smoke", "--epochs", "4", "--steps-per-epoch", "2", "--seed", "3", "--run-eagerly",
+        "--max-eval-batches", "1", "--verbose", "0"])
