@@ -41,9 +41,11 @@ class Attention(keras.layers.Layer):
     `memory_budget` bytes, the layer computes the same result in chunks of
     queries and keys with an online softmax (see
     `keras_perceiver.layers.chunked_attention`), so a 1M-key cross-attention
-    runs in bounded memory. Chunking needs the query and key lengths known
-    when the layer is traced (always on JAX and PyTorch); with unknown
-    lengths, or with attention dropout in training, it uses the one-shot path.
+    runs in bounded memory. Lengths unknown when the layer is traced
+    (TensorFlow graphs, SavedModel signatures with a None length) count as
+    unbounded: the layer then always takes the chunked path, with chunk
+    sizes that fit the budget for any length, clipped to the actual lengths
+    at run time. Attention dropout is applied chunk by chunk.
 
     Args:
         num_heads: number of heads; must divide `qk_channels` and `v_channels`.
@@ -176,7 +178,11 @@ class Attention(keras.layers.Layer):
         scale = 1.0 / math.sqrt(self._qk // self.num_heads)
         chunks = self.chunk_sizes(q.shape[2], k.shape[2], training)
         if chunks is not None:
-            heads = chunked_attention(q, k, v, mask, scale, *chunks, self.compute_dtype)
+            heads = chunked_attention(
+                q, k, v, mask, scale, *chunks, self.compute_dtype,
+                dropout_rate=self.attention_dropout if training else 0.0,
+                seed_generator=getattr(self.dropout, "seed_generator", None),
+            )
         else:
             logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
             logits = ops.cast(logits, "float32") / math.sqrt(self._qk // self.num_heads)
@@ -196,11 +202,12 @@ class Attention(keras.layers.Layer):
         return self.output_dense(merged)
 
     def chunk_sizes(self, num_queries, num_keys, training=None):
-        """`(query_chunk, key_chunk)` used for these lengths, or None (one shot)."""
-        if num_queries is None or num_keys is None:
-            return None
-        if training and self.attention_dropout > 0:
-            return None
+        """`(query_chunk, key_chunk)` used for these lengths, or None (one shot).
+
+        A None length is unknown at trace time; a None chunk is the whole
+        length. `training` is accepted for compatibility and changes nothing
+        (dropout runs in chunks too).
+        """
         if self.query_chunk_size is None and self.key_chunk_size is None:
             return choose_chunk_sizes(
                 self.num_heads, num_queries, num_keys, self.memory_budget

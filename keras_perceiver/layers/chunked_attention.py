@@ -24,16 +24,19 @@ MASK_FILL = -1e30
 DEFAULT_MEMORY_BUDGET = 64 * 2**20
 _MIN_QUERY_CHUNK = 256
 _MIN_KEY_CHUNK = 1024
+_UNBOUNDED = 2**62  # stands for a length unknown at trace time
 
 
 def choose_chunk_sizes(num_heads, num_queries, num_keys, memory_budget=None):
     """Chunk sizes whose float32 logits fit `memory_budget` bytes per example.
 
-    Returns None when the whole logits array fits (or a length is not known
-    statically), else `(query_chunk, key_chunk)`. Whole key rows are kept
-    when at least `min(T, 256)` queries fit (no online softmax needed),
-    otherwise all queries are kept with key chunks of at least 1024, and
-    only if that does not fit either are both chunked.
+    Returns None when the whole logits array fits, else
+    `(query_chunk, key_chunk)`. Whole key rows are kept when at least
+    `min(T, 256)` queries fit (no online softmax needed), otherwise all
+    queries are kept with key chunks of at least 1024, and only if that does
+    not fit either are both chunked. A length that is not known statically
+    (None) counts as unbounded: the chunk sizes then fit any length, and
+    `chunked_attention` clips them to the actual lengths in the graph.
 
     Example:
     >>> from keras_perceiver.layers.chunked_attention import choose_chunk_sizes
@@ -41,10 +44,12 @@ def choose_chunk_sizes(num_heads, num_queries, num_keys, memory_budget=None):
     (256, 1024)
     >>> choose_chunk_sizes(8, 256, 2048) is None
     True
+    >>> choose_chunk_sizes(8, 256, None)
+    (256, 8192)
     """
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
-    if num_queries is None or num_keys is None:
-        return None
+    num_queries = _UNBOUNDED if num_queries is None else num_queries
+    num_keys = _UNBOUNDED if num_keys is None else num_keys
     per = 4 * num_heads
     if per * num_queries * num_keys <= budget:
         return None
@@ -59,7 +64,18 @@ def choose_chunk_sizes(num_heads, num_queries, num_keys, memory_budget=None):
 
 
 def _scan(step, init, xs):
-    """`ops.scan`, but a plain loop on PyTorch (eager; no stacked dummy ys)."""
+    """`ops.scan`, but a plain loop on PyTorch (eager; no stacked dummy ys).
+
+    With a chunk count unknown at trace time (TensorFlow), Keras' scan takes
+    only one sequence, so the loop runs over the chunk indices and gathers
+    each chunk of `xs` inside the step.
+    """
+    flat = keras.tree.flatten(xs)
+    if len(flat) > 1 and flat[0].shape[0] is None:
+        def indexed_step(carry, i):
+            return step(carry, keras.tree.map_structure(lambda x: ops.take(x, i, axis=0), xs))
+
+        return ops.scan(indexed_step, init, ops.arange(ops.shape(flat[0])[0]))
     if keras.backend.backend() != "torch":
         return ops.scan(step, init, xs)
     carry, ys = init, []
@@ -90,7 +106,39 @@ def _to_chunks(x, axis, chunk, num):
     return ops.transpose(x, order)
 
 
-def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtype):
+def _clip_chunk(chunk, length):
+    """`min(chunk, length)`, a Python int when `length` is static."""
+    if chunk is None:
+        return length
+    if isinstance(length, int):
+        return min(chunk, length)
+    return ops.minimum(ops.convert_to_tensor(chunk, dtype="int32"), length)
+
+
+def _is_one(n):
+    return isinstance(n, int) and n == 1
+
+
+def _chunk_dropout(rate, seed_generator, nq, nk):
+    """`(drop, seeds)`: `drop(probs, seed)` and per-chunk seeds `[nq, nk, 2]`.
+
+    On JAX, where the chunk loops are `lax.scan`s, a stateful seed generator
+    cannot advance inside the loop, so one seed drawn outside it yields an
+    independent seed per chunk. TensorFlow (a `tf.while_loop`) and PyTorch
+    (a Python loop) advance `seed_generator` chunk by chunk.
+    """
+    if not rate:
+        return None, None
+    if keras.backend.backend() == "jax":
+        seeds = keras.random.randint(
+            (nq, nk, 2), 0, 2**31 - 1, dtype="int32", seed=seed_generator.next()
+        )
+        return (lambda p, seed: keras.random.dropout(p, rate, seed=seed)), ops.cast(seeds, "uint32")
+    return (lambda p, seed: keras.random.dropout(p, rate, seed=seed_generator)), None
+
+
+def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtype,
+                      dropout_rate=0.0, seed_generator=None):
     """Softmax attention over heads in chunks; see the module docstring.
 
     Args:
@@ -98,8 +146,17 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
             `[B, H, S, e]`.
         mask: None or boolean `[B, T, S]` (`True` = attend).
         scale: the logit scale (`1/sqrt(d)`).
-        query_chunk, key_chunk: chunk lengths (clipped to T and S).
+        query_chunk, key_chunk: chunk lengths (clipped to T and S; None:
+            the whole length). T and S may be unknown when traced
+            (TensorFlow graphs, SavedModel signatures): the chunk counts are
+            then computed in the graph and the last chunk is padded (masked
+            keys, queries sliced off).
         compute_dtype: dtype of the returned heads and of the value matmul.
+        dropout_rate: dropout on the attention probabilities. Dropout is
+            linear, so `dropout(p / l) = dropout(p) / l`: it is applied chunk
+            by chunk to the unnormalised probabilities of the value update,
+            while the normaliser `l` sums the kept-and-dropped ones alike.
+        seed_generator: a `keras.random.SeedGenerator` for the dropout.
 
     Returns:
         `[B, H, T, e]` in `compute_dtype`. Rows whose keys are all masked
@@ -107,11 +164,9 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
         does); the caller zeroes them.
     """
     num_q, num_k = ops.shape(q)[2], ops.shape(k)[2]
-    if isinstance(num_q, int):
-        query_chunk = min(query_chunk, num_q)
-    if isinstance(num_k, int):
-        key_chunk = min(key_chunk, num_k)
+    query_chunk, key_chunk = _clip_chunk(query_chunk, num_q), _clip_chunk(key_chunk, num_k)
     nq, nk = _num_chunks(num_q, query_chunk), _num_chunks(num_k, key_chunk)
+    drop, seeds = _chunk_dropout(dropout_rate, seed_generator, nq, nk)
     key_pad = nk * key_chunk - num_k
     key_chunks = _to_chunks(_pad(k, 2, key_pad), 2, key_chunk, nk)
     value_chunks = _to_chunks(_pad(v, 2, key_pad), 2, key_chunk, nk)
@@ -122,14 +177,17 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
             ops.arange(nk * key_chunk) < num_k, (nk, 1, 1, key_chunk)
         )
 
-    def attend(q_chunk, mask_chunks):
-        # mask_chunks: None or [nk, B, Tc, Sc] (or [nk, 1, 1, Sc]).
-        if isinstance(nk, int) and nk == 1:
+    def attend(q_chunk, mask_chunks, chunk_seeds):
+        # mask_chunks: None or [nk, B, Tc, Sc] (or [nk, 1, 1, Sc]);
+        # chunk_seeds: None or [nk, 2].
+        if _is_one(nk):
             logits = ops.cast(ops.matmul(q_chunk, ops.swapaxes(k, -1, -2)), "float32") * scale
             if mask_chunks is not None:
                 logits = ops.where(mask_chunks[0][:, None], logits, MASK_FILL)
-            weights = ops.cast(ops.softmax(logits, axis=-1), compute_dtype)
-            return ops.matmul(weights, v)
+            weights = ops.softmax(logits, axis=-1)
+            if drop is not None:
+                weights = drop(weights, None if chunk_seeds is None else chunk_seeds[0])
+            return ops.matmul(ops.cast(weights, compute_dtype), v)
         rows = ops.shape(q_chunk)[:3]
         init = (
             ops.full(tuple(rows) + (1,), MASK_FILL, dtype="float32"),
@@ -139,10 +197,9 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
 
         def step(carry, xs):
             running_max, total, acc = carry
-            k_c, v_c = xs[0], xs[1]
-            logits = ops.cast(ops.matmul(q_chunk, ops.swapaxes(k_c, -1, -2)), "float32") * scale
-            if len(xs) == 3:
-                logits = ops.where(xs[2][:, None], logits, MASK_FILL)
+            logits = ops.cast(ops.matmul(q_chunk, ops.swapaxes(xs["k"], -1, -2)), "float32") * scale
+            if "mask" in xs:
+                logits = ops.where(xs["mask"][:, None], logits, MASK_FILL)
             # The maximum cancels out of the result, so it needs no gradient.
             new_max = ops.stop_gradient(
                 ops.maximum(running_max, ops.max(logits, axis=-1, keepdims=True))
@@ -150,32 +207,37 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
             correction = ops.exp(running_max - new_max)
             probs = ops.exp(logits - new_max)
             total = total * correction + ops.sum(probs, axis=-1, keepdims=True)
-            update = ops.matmul(ops.cast(probs, compute_dtype), v_c)
+            if drop is not None:
+                probs = drop(probs, xs.get("seed"))
+            update = ops.matmul(ops.cast(probs, compute_dtype), xs["v"])
             acc = acc * correction + ops.cast(update, "float32")
             return (new_max, total, acc), None
 
-        xs = (key_chunks, value_chunks)
+        xs = {"k": key_chunks, "v": value_chunks}
         if mask_chunks is not None:
-            xs = xs + (mask_chunks,)
+            xs["mask"] = mask_chunks
+        if chunk_seeds is not None:
+            xs["seed"] = chunk_seeds
         (_, total, acc), _ = _scan(step, init, xs)
         return ops.cast(acc / total, compute_dtype)
 
-    if isinstance(nq, int) and nq == 1:
+    if _is_one(nq):
         mask_chunks = key_valid
         if mask is not None:
             mask_chunks = _to_chunks(_pad(mask, 2, key_pad, False), 2, key_chunk, nk)
-        return attend(q, mask_chunks)
+        return attend(q, mask_chunks, None if seeds is None else seeds[0])
 
     query_pad = nq * query_chunk - num_q
-    query_chunks = _to_chunks(_pad(q, 2, query_pad), 2, query_chunk, nq)
-    xs = (query_chunks,)
+    xs = {"q": _to_chunks(_pad(q, 2, query_pad), 2, query_chunk, nq)}
     if mask is not None:
         mask = _pad(_pad(mask, 1, query_pad, False), 2, key_pad, False)
         mask = ops.reshape(mask, (ops.shape(mask)[0], nq, query_chunk, nk, key_chunk))
-        xs = xs + (ops.transpose(mask, (1, 3, 0, 2, 4)),)  # [nq, nk, B, Tc, Sc]
+        xs["mask"] = ops.transpose(mask, (1, 3, 0, 2, 4))  # [nq, nk, B, Tc, Sc]
+    if seeds is not None:
+        xs["seed"] = seeds
 
     def query_step(carry, xs):
-        out = attend(xs[0], xs[1] if len(xs) == 2 else key_valid)
+        out = attend(xs["q"], xs.get("mask", key_valid), xs.get("seed"))
         return carry, out
 
     batch, heads = ops.shape(q)[0], ops.shape(q)[1]

@@ -123,7 +123,10 @@ def test_memory_budget_chooses_chunks_and_keeps_small_inputs_whole(rng):
     assert choose_chunk_sizes(8, 256, 2048) is None  # 16 MiB: one shot
     assert choose_chunk_sizes(1, 2048, 182528) == (2048, 8192)  # flow encoder
     assert choose_chunk_sizes(1, 182528, 2048) == (8192, 2048)  # flow decoder
-    assert choose_chunk_sizes(1, 512, None) is None  # length unknown
+    # A length unknown at trace time counts as unbounded.
+    assert choose_chunk_sizes(1, 2048, None) == (2048, 8192)
+    assert choose_chunk_sizes(2, None, 2048) == (4096, 2048)
+    assert choose_chunk_sizes(4, None, None) == (4096, 1024)
     layer = Attention(num_heads=1, memory_budget=4 * 4 * 6)
     assert layer.chunk_sizes(4, 6) is None
     assert layer.chunk_sizes(5, 6) is not None
@@ -187,6 +190,109 @@ def test_chunked_attention_in_exported_saved_model(rng, tmp_path):
     ops_used = {n.op for n in graph.as_graph_def().node}
     ops_used |= {n.op for f in graph.as_graph_def().library.function for n in f.node_def}
     assert "StatelessWhile" in ops_used or "While" in ops_used
+
+
+def _identity_value_layer(rng, keys, **chunking):
+    """One head whose output row t is its attention weights over the keys.
+
+    Keys are one-hot (`kv = eye(S)`) and the value and output projections
+    are identities, so the output is the (dropped-out) attention matrix.
+    """
+    layer = Attention(num_heads=1, qk_channels=4, v_channels=keys,
+                      attention_dropout=0.5, **chunking)
+    q_in = rng.normal(size=(2, 11, 3)).astype("float32")
+    kv_in = np.broadcast_to(np.eye(keys, dtype="float32"), (2, keys, keys)).copy()
+    layer(q_in, kv_in)
+    for dense in (layer.value_dense, layer.output_dense):
+        dense.kernel.assign(np.eye(keys, dtype="float32"))
+        dense.bias.assign(np.zeros(keys, "float32"))
+    return layer, q_in, kv_in
+
+
+# Both loops, then each alone (JAX, which compiles every eager scan: both only).
+DROPOUT_CHUNKINGS = [dict(query_chunk_size=4, key_chunk_size=5)] + (
+    [] if keras.backend.backend() == "jax" else [dict(key_chunk_size=7), dict(query_chunk_size=3)]
+)
+
+
+@pytest.mark.parametrize("chunking", DROPOUT_CHUNKINGS)
+def test_chunked_dropout_drops_normalised_probabilities(rng, chunking):
+    # Dropout commutes with the softmax normaliser: every training output is
+    # either 0 or the one-shot probability / (1 - rate), chunk by chunk.
+    layer, q_in, kv_in = _identity_value_layer(rng, 17, **chunking)
+    assert layer.chunk_sizes(11, 17, training=True) is not None
+    probs = ops.convert_to_numpy(layer(q_in, kv_in, training=False))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    drawn = [ops.convert_to_numpy(layer(q_in, kv_in, training=True)) for _ in range(2)]
+    for out in drawn:
+        kept = np.abs(out) > 1e-9
+        np.testing.assert_allclose(out[kept], 2 * probs[kept], atol=1e-5, rtol=1e-5)
+        assert 0.3 < kept.mean() < 0.7, kept.mean()
+    # Fresh masks per call, and chunks do not repeat one mask.
+    assert not np.array_equal(drawn[0] > 0, drawn[1] > 0)
+    assert not np.array_equal(drawn[0][:, :3, :5] > 0, drawn[0][:, 3:6, 5:10] > 0)
+
+
+def test_chunked_attention_with_dropout_trains_in_fit(rng):
+    x = rng.normal(size=(4, 6, 3)).astype("float32")
+    y = rng.normal(size=(4, 6, 1)).astype("float32")
+    model = _chunk_model(dict(query_chunk_size=4, key_chunk_size=4, attention_dropout=0.3))
+    before = model.get_weights()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    history = model.fit(x, y, batch_size=2, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert not np.allclose(model.get_weights()[0], before[0])
+
+
+def _dynamic_length_model(**chunking):
+    x = keras.Input((None, 3))
+    latents = keras.Input((5, 4))
+    h = Attention(num_heads=2, qk_channels=4, name="attention", **chunking)(latents, x)
+    return keras.Model([latents, x], h)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="unknown lengths at trace time: TensorFlow graphs only")
+def test_unknown_length_chunks_in_graph_and_saved_model(rng, tmp_path):
+    import tensorflow as tf
+
+    # A budget of 4 bytes * 2 heads * 5 queries * 1024 keys: 1024-key chunks.
+    chunked = _dynamic_length_model(memory_budget=40 * 1024)
+    plain = _dynamic_length_model()
+    plain.set_weights(chunked.get_weights())
+    layer = chunked.get_layer("attention")
+    assert layer.chunk_sizes(5, None) == (5, 1024)
+    spec = [tf.TensorSpec((None, 5, 4)), tf.TensorSpec((None, None, 3))]
+    fn = tf.function(lambda a, b: chunked([a, b]), input_signature=spec)
+    graph = fn.get_concrete_function().graph.as_graph_def()
+    ops_used = {n.op for n in graph.node}
+    ops_used |= {n.op for f in graph.library.function for n in f.node_def}
+    assert "StatelessWhile" in ops_used or "While" in ops_used
+    chunked.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False,
+                   input_signature=[spec])
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    for keys in (1, 1024, 1500, 2100):
+        latents = rng.normal(size=(2, 5, 4)).astype("float32")
+        x = rng.normal(size=(2, keys, 3)).astype("float32")
+        want = ops.convert_to_numpy(plain([latents, x]))
+        np.testing.assert_allclose(fn(latents, x).numpy(), want, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(loaded.serve([latents, x]).numpy(), want, atol=1e-5, rtol=0)
+    # Gradients through the dynamic-length loop.
+    latents, x = tf.constant(rng.normal(size=(1, 5, 4)), tf.float32), tf.constant(
+        rng.normal(size=(1, 1100, 3)), tf.float32)
+
+    @tf.function(input_signature=spec)
+    def grads(a, b):
+        with tf.GradientTape() as tape:
+            tape.watch(b)
+            loss = tf.reduce_sum(chunked([a, b]) ** 2)
+        return tape.gradient(loss, b)
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(plain([latents, x]) ** 2)
+    np.testing.assert_allclose(grads(latents, x).numpy(), tape.gradient(loss, x).numpy(),
+                               atol=1e-5, rtol=0)
 
 
 ENCODER_SCRIPT = """
