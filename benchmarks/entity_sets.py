@@ -15,7 +15,6 @@ runs (the 1-minute load average is printed).
 """
 
 import json
-import math
 import os
 import sys
 import time
@@ -24,19 +23,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def slope(rows, key, a=512, b=2048):
-    by_n = {r["n"]: r[key] for r in rows}
-    return math.log(by_n[b] / by_n[a]) / math.log(b / a)
-
-
 def summary(rows):
-    lines = []
-    for name in ("perceiver", "transformer"):
-        lines.append(f"log-log slope in N (512 -> 2048), {name}: FLOPs "
-                     f"{slope(rows, name + '_flops'):.2f}, time {slope(rows, name + '_s'):.2f}")
     ratio = {r["n"]: r["flops_ratio"] for r in rows}[512]
-    lines.append(f"FLOPs per example at N = 512: Transformer / Perceiver = {ratio:.1f}x")
-    return "\n".join(lines)
+    return f"FLOPs per example at N = 512: Transformer / Perceiver = {ratio:.1f}x"
 
 
 def main(argv=None):

@@ -1,5 +1,7 @@
 """`PerceiverSetModel`: per-entity outputs for variable-size sets (the paper's StarCraft II pattern)."""
 
+import os
+
 import keras
 import numpy as np
 from keras import ops
@@ -11,8 +13,17 @@ from keras_perceiver.layers.blocks import CrossAttention
 from keras_perceiver.layers.encoder import PerceiverEncoder
 from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
 from keras_perceiver.layers.utils import dense_initializer
+from keras_perceiver.models import presets
 from keras_perceiver.models.input_checks import CheckedInputs
+from keras_perceiver.models.task import CONFIG_FILE
 from keras_perceiver.models.task import PerceiverTask
+
+BLOBS_PRESET = "set_perceiver_blobs"
+# The architecture of `keras_perceiver.recipes.entity_sets` (its default config).
+BLOBS_CONFIG = dict(num_features=2, num_classes=4, max_entities=2048, num_latents=32,
+                    num_latent_channels=64, num_blocks=1, num_self_attends_per_block=1,
+                    num_self_attention_heads=4, num_cross_attention_heads=4,
+                    num_cross_attends=2, decoder_num_heads=4, decoder_widening_factor=2)
 
 
 def _check_categorical_fields(num_features, fields):
@@ -116,6 +127,10 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
         max_entities: the largest `N` accepted (checked eagerly and in the
             SavedModel signature); the weights do not depend on it.
         embedding_dim: entity embedding width (None: `num_latent_channels`).
+        num_cross_attends: how often the latents read the entities: the
+            encoder's cross-attention, then (with its own weights) each
+            extra one after the encoder's self-attention, when the latents
+            already know the set's layout and can query where it matters.
         num_set_classes: None, or the size of a set-level output.
         decoder_num_heads, decoder_widening_factor: the decoder cross-attention.
         The encoder arguments are `PerceiverEncoder`'s.
@@ -136,6 +151,15 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
     ((2, 10, 4), 0.0)
     """
 
+    PRESETS = {
+        BLOBS_PRESET: {
+            "description": "2-D point sets (N <= 2048) -> which of 4 blobs each point "
+                           "belongs to; weights trained by the entity_sets recipe "
+                           "(`python -m applications.entity_sets --save-preset`).",
+            "config": BLOBS_CONFIG,
+        },
+    }
+
     def __init__(
         self,
         num_features,
@@ -155,6 +179,7 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
         self_attention_widening_factor=1,
         decoder_num_heads=1,
         decoder_widening_factor=1,
+        num_cross_attends=1,
         num_set_classes=None,
         activation="gelu_tanh",
         dropout=0.0,
@@ -171,6 +196,7 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
             "num_latent_channels", "num_blocks", "num_cross_attention_heads",
             "num_self_attention_heads", "cross_attention_widening_factor",
             "self_attention_widening_factor", "decoder_num_heads", "decoder_widening_factor",
+            "num_cross_attends",
         ), non_negative_ints=("num_self_attends_per_block",), optional_ints=(
             "embedding_dim", "qk_channels", "v_channels", "num_set_classes",
         ), rates=("dropout", "attention_dropout"), positive_floats=("layer_norm_epsilon",))
@@ -197,6 +223,16 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
             layer_norm_epsilon=layer_norm_epsilon, remat=remat,
             attention_memory_budget=attention_memory_budget, name="encoder",
         )
+        block_kwargs = dict(dropout=dropout, attention_dropout=attention_dropout,
+                            activation=activation, layer_norm_epsilon=layer_norm_epsilon,
+                            memory_budget=attention_memory_budget)
+        extra_cross_attends = [
+            CrossAttention(num_heads=num_cross_attention_heads, shape_for_attention="kv",
+                           use_query_residual=True, qk_channels=qk_channels,
+                           v_channels=v_channels, widening_factor=cross_attention_widening_factor,
+                           name=f"cross_attention_{i + 1}", **block_kwargs)
+            for i in range(num_cross_attends - 1)
+        ]
         decoder = CrossAttention(
             num_heads=decoder_num_heads, shape_for_attention="q", use_query_residual=True,
             widening_factor=decoder_widening_factor, dropout=dropout,
@@ -212,6 +248,10 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
         mask = ops.not_equal(mask_input, 0)
         embedded = embedding(entities, mask)
         latents = encoder(embedded, input_mask=mask)
+        if extra_cross_attends:
+            key_mask = ops.repeat(mask[:, None, :], num_latents, axis=1)
+            for layer in extra_cross_attends:
+                latents = layer(latents, embedded, attention_mask=key_mask)
         queries = embedded
         set_query = set_head = None
         if num_set_classes:
@@ -233,6 +273,7 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
 
         self.embedding = embedding
         self.encoder = encoder
+        self.extra_cross_attends = extra_cross_attends
         self.decoder = decoder
         self.head = head
         self.set_query = set_query
@@ -241,6 +282,40 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
 
     def get_config(self):
         return {"name": self.name, **self._args}
+
+    @classmethod
+    def from_preset(cls, preset, weights=None, load_weights=True, preprocessor=None,
+                    **overrides):
+        """A preset directory, or a preset name (`PerceiverTask.from_preset`).
+
+        No weights of this model were released, so a name never downloads:
+        its weights are those the entity_sets recipe trains, which
+        `python -m applications.entity_sets --save-preset` writes as a preset
+        directory into the cache where the released presets are cached
+        (`keras_perceiver.models.presets.cached_preset_dir(name)`); a name
+        loads that directory (offline), or raises `FileNotFoundError` saying
+        how to make it. `load_weights=False` builds the preset's architecture
+        with random weights; `weights=PATH` loads that weights file.
+
+        Example:
+        >>> model = keras_perceiver.models.PerceiverSetModel.from_preset(
+        ...     "set_perceiver_blobs", load_weights=False)
+        >>> model.num_features, model.max_entities
+        (2, 2048)
+        """
+        is_name = isinstance(preset, str) and preset in cls.PRESETS and not os.path.isdir(preset)
+        if is_name and weights is None and load_weights:
+            directory = presets.cached_preset_dir(preset)
+            if not os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+                raise FileNotFoundError(
+                    f"{cls.__name__}.from_preset({preset!r}): its weights are trained by "
+                    f"the entity_sets recipe and are not cached at {directory}; run "
+                    "`python -m applications.entity_sets --save-preset` (~10 min on 2 CPU "
+                    "cores) to write them there, or pass load_weights=False for a random "
+                    "initialisation (or weights=PATH).")
+            preset = directory
+        return super().from_preset(preset, weights=weights, load_weights=load_weights,
+                                   preprocessor=preprocessor, **overrides)
 
     @property
     def num_features(self):

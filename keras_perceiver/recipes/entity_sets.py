@@ -11,6 +11,11 @@ wall time at N = 64, 256, 512, 2048 (see `set_costs`).
 
     python -m applications.entity_sets               # ~10 min on 2 CPU cores
     python -m applications.entity_sets --compare     # + the Transformer baseline
+    python -m applications.entity_sets --save-preset # + cache as preset "set_perceiver_blobs"
+
+The default config is the architecture of the `set_perceiver_blobs` preset:
+`--save-preset` writes the trained model where
+`PerceiverSetModel.from_preset("set_perceiver_blobs")` loads it (offline).
 """
 
 import math
@@ -18,11 +23,12 @@ import time
 
 import numpy as np
 
+from keras_perceiver.models.set_model import BLOBS_CONFIG
+from keras_perceiver.models.set_model import BLOBS_PRESET
+
 NUM_CLASSES = 4
 CONFIGS = {
-    "default": dict(num_latents=32, num_latent_channels=64, num_blocks=1,
-                    num_self_attends_per_block=2, num_self_attention_heads=4,
-                    num_cross_attention_heads=1, decoder_num_heads=1, max_entities=2048),
+    "default": {k: v for k, v in BLOBS_CONFIG.items() if k not in ("num_features", "num_classes")},
     "smoke": dict(num_latents=4, num_latent_channels=8, num_blocks=1,
                   num_self_attends_per_block=1, num_self_attention_heads=2,
                   num_cross_attention_heads=1, decoder_num_heads=1, max_entities=2048),
@@ -40,9 +46,11 @@ def build_perceiver(config, num_features=2, num_classes=NUM_CLASSES):
 
 
 def transformer_depth(config):
-    """Attention layers of the Perceiver (encoder cross + latent self + decoder
-    cross): the baseline gets as many full self-attention layers."""
-    return 2 + config["num_blocks"] * config["num_self_attends_per_block"]
+    """Attention layers of the Perceiver (cross-attentions to the entities +
+    latent self-attentions + decoder cross-attention): the baseline gets as
+    many full self-attention layers."""
+    return (config.get("num_cross_attends", 1) + 1
+            + config["num_blocks"] * config["num_self_attends_per_block"])
 
 
 def build_transformer(config, num_features=2, num_classes=NUM_CLASSES):
@@ -100,8 +108,9 @@ def perceiver_flops(config, n, num_features=2, num_classes=NUM_CLASSES):
     qk, v = config.get("qk_channels"), config.get("v_channels")
     macs = _embedding_macs(n, num_features, e)
     cross_qk = qk or e
-    macs += _attention_macs(latents, n, d, e, cross_qk, v or cross_qk, d)
-    macs += 2 * latents * d * d * config.get("cross_attention_widening_factor", 1)
+    per_cross = (_attention_macs(latents, n, d, e, cross_qk, v or cross_qk, d)
+                 + 2 * latents * d * d * config.get("cross_attention_widening_factor", 1))
+    macs += config.get("num_cross_attends", 1) * per_cross
     self_qk = qk or d
     per_self = (_attention_macs(latents, latents, d, d, self_qk, v or self_qk, d)
                 + 2 * latents * d * d * config.get("self_attention_widening_factor", 1))
@@ -173,10 +182,24 @@ def format_costs(rows, accuracy=None):
         lines.append(f"| {r['n']} | {r['perceiver_flops'] / 1e6:.1f} | "
                      f"{r['transformer_flops'] / 1e6:.1f} | {r['flops_ratio']:.1f}x | "
                      f"{r['perceiver_s']:.3f} | {r['transformer_s']:.3f} |")
+    sizes = [r["n"] for r in rows]
+    if len(sizes) >= 2:  # growth between the two largest sizes
+        a, b = sorted(sizes)[-2:]
+        lines.append("")
+        for name in ("perceiver", "transformer"):
+            lines.append(f"log-log slope in N ({a} -> {b}), {name}: FLOPs "
+                         f"{slope(rows, name + '_flops', a, b):.2f}, time "
+                         f"{slope(rows, name + '_s', a, b):.2f} (1 = linear, 2 = quadratic)")
     if accuracy:
         lines.append("")
         lines += [f"- {k}: {v:.4f}" for k, v in accuracy.items()]
     return "\n".join(lines)
+
+
+def slope(rows, key, a=512, b=2048):
+    """`log(key at N=b / key at N=a) / log(b / a)`: 1 for linear growth, 2 for quadratic."""
+    by_n = {r["n"]: r[key] for r in rows}
+    return math.log(by_n[b] / by_n[a]) / math.log(b / a)
 
 
 # --- Data --------------------------------------------------------------------
@@ -249,6 +272,9 @@ def _add_flags(parser):
     add("--test-sets", type=int, default=300, help="held-out sets (default 300)")
     add("--max-entities", type=int, default=128,
         help="largest training set (default 128; held-out sets go up to 512)")
+    add("--save-preset", action="store_true",
+        help=f"write the trained model (default config only) as the cached preset "
+             f"{BLOBS_PRESET!r}, replacing an earlier one")
     add("--compare", action="store_true",
         help="also train the Transformer baseline on the same data and steps, and "
              "measure FLOPs and forward time at N = 64, 256, 512, 2048")
@@ -286,6 +312,9 @@ def main(argv=None):
     args = common.parse_args(parser, argv)
     if args.smoke:
         args.train_sets, args.test_sets, args.max_entities = 16, 4, 64
+    if args.save_preset and args.config != "default":
+        parser.error(f"--save-preset needs the default config (the {BLOBS_PRESET!r} "
+                     f"architecture), not {args.config!r}")
     run = common.Run("entity_sets", args)
     train = entity_sets.blob_sets(args.train_sets, max_entities=args.max_entities,
                                   seed=args.seed * 3 + 1)
@@ -303,7 +332,26 @@ def main(argv=None):
                "context_free_accuracy": entity_sets.context_free_accuracy(test)}
     if args.compare:
         metrics.update(_compare(run, train, held_out, test, test_512, epochs, per_epoch))
+    if args.save_preset and run.chief:
+        print(f"entity_sets: preset {BLOBS_PRESET!r} cached at {save_preset(model)}")
     return run.finish(model, metrics)
+
+
+def save_preset(model):
+    """Writes `model` (the preset's architecture) as the cached preset
+    `set_perceiver_blobs` (written aside, then renamed into place); returns
+    its directory."""
+    from keras_perceiver.models import presets
+
+    config = {k: v for k, v in model.get_config().items() if k != "name"}
+    expected = {**config, **BLOBS_CONFIG}
+    if config != expected:
+        differ = sorted(k for k in config if config[k] != expected[k])
+        raise ValueError(f"save_preset: the model is not the {BLOBS_PRESET!r} architecture "
+                         f"(it differs in {differ}).")
+    directory = presets.cached_preset_dir(BLOBS_PRESET)
+    model.save_to_preset(directory, overwrite=True)
+    return directory
 
 
 def _compare(run, train, held_out, test, test_512, epochs, per_epoch):

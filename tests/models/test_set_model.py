@@ -1,4 +1,5 @@
 import json
+import os
 
 import keras
 import numpy as np
@@ -52,7 +53,9 @@ def test_output_shape_and_masked_outputs_are_zero(rng):
 
 @pytest.mark.parametrize("num_set_classes", [None, 2])
 def test_permutation_equivariance(rng, num_set_classes):
-    model = small_model(num_set_classes=num_set_classes)
+    # With a set output, also a second cross-attention to the entities.
+    model = small_model(num_set_classes=num_set_classes,
+                        num_cross_attends=2 if num_set_classes else 1)
     randomize(model, rng)
     x = make_inputs(rng, sizes=(12, 9))
     order = rng.permutation(12)
@@ -72,7 +75,9 @@ def test_permutation_equivariance(rng, num_set_classes):
 
 @pytest.mark.parametrize("num_set_classes", [None, 2])
 def test_padding_entities_change_nothing(rng, num_set_classes):
-    model = small_model(num_set_classes=num_set_classes)
+    # With a set output, also a second cross-attention to the entities.
+    model = small_model(num_set_classes=num_set_classes,
+                        num_cross_attends=2 if num_set_classes else 1)
     randomize(model, rng)
     x = make_inputs(rng, sizes=(10, 6), length=10)
     # Appended padding with random features, categorical junk included.
@@ -206,6 +211,7 @@ def test_bad_inputs_name_what_was_expected(rng):
     (dict(categorical_fields=[3]), "categorical_fields"),
     (dict(num_features=1, categorical_fields={0: 3}), "at least one column"),
     (dict(num_classes=0), "num_classes"),
+    (dict(num_cross_attends=0), "num_cross_attends"),
     (dict(embedding_dim=15, decoder_num_heads=2), "embedding_dim=15 must be divisible"),
     (dict(num_latent=4), "did you mean 'num_latents'"),
 ])
@@ -240,3 +246,78 @@ def test_saved_model_signature_on_dynamic_n(tmp_path, rng):
         serve(entities=tf.constant(too_long["entities"]), mask=tf.constant(too_long["mask"]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="input `mask` must have the shape"):
         serve(entities=tf.constant(x["entities"]), mask=tf.constant(x["mask"][:, :3]))
+
+
+def _no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("from_preset tried to download")
+
+    monkeypatch.setattr(keras.utils, "get_file", refuse)
+
+
+def test_named_preset_offline_and_through_a_preset_directory(tmp_path, monkeypatch, rng):
+    from keras_perceiver.models import presets
+    from keras_perceiver.models.set_model import BLOBS_CONFIG
+    from keras_perceiver.models.set_model import BLOBS_PRESET
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    _no_network(monkeypatch)
+    assert BLOBS_PRESET in PerceiverSetModel.presets
+    random_init = PerceiverSetModel.from_preset(BLOBS_PRESET, load_weights=False)
+    config = random_init.get_config()
+    assert {k: config[k] for k in BLOBS_CONFIG} == BLOBS_CONFIG
+    # Not cached yet: a clear error naming how to make it, and nothing written.
+    with pytest.raises(FileNotFoundError, match="--save-preset") as info:
+        PerceiverSetModel.from_preset(BLOBS_PRESET)
+    assert presets.cached_preset_dir(BLOBS_PRESET) in str(info.value)
+    assert "load_weights=False" in str(info.value)
+    assert not os.path.exists(presets.cached_preset_dir(BLOBS_PRESET))
+    # The recipe's save_preset caches it; the name then loads those weights offline.
+    from keras_perceiver.recipes import entity_sets
+
+    randomize(random_init, rng)
+    assert entity_sets.save_preset(random_init) == presets.cached_preset_dir(BLOBS_PRESET)
+    loaded = PerceiverSetModel.from_preset(BLOBS_PRESET)
+    x = {"entities": rng.normal(size=(2, 40, 2)).astype("float32"),
+         "mask": np.arange(40)[None] < np.array([[40], [25]])}
+    expected = numpy(random_init(x))
+    np.testing.assert_array_equal(numpy(loaded(x)), expected)
+    # ... and round-trips through a preset directory.
+    loaded.save_to_preset(tmp_path / "copy")
+    again = PerceiverTask.from_preset(str(tmp_path / "copy"))
+    assert isinstance(again, PerceiverSetModel) and again.get_config() == loaded.get_config()
+    np.testing.assert_array_equal(numpy(again(x)), expected)
+    with pytest.raises(ValueError, match="differs in \\['num_latents'\\]"):
+        entity_sets.save_preset(PerceiverSetModel(**{**BLOBS_CONFIG, "num_latents": 8}))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="LiteRT: TF")
+def test_litert_matches_keras_with_padding(tmp_path, rng):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_perceiver.export.set_signatures import export_set_litert
+
+    num_set_classes = 2  # entity and set outputs, two cross-attentions to the entities
+    model = small_model(num_set_classes=num_set_classes, num_cross_attends=2)
+    randomize(model, rng)
+    path = export_set_litert(model, str(tmp_path / "set.tflite"), num_entities=16)
+    runner = Interpreter(model_path=path).get_signature_runner("serving_default")
+    x = make_inputs(rng, sizes=(16, 9, 1), length=16)
+    x["entities"][1, 9:] = rng.normal(scale=50.0, size=(7, 4))  # junk in padded rows
+    got = runner(entities=x["entities"], mask=x["mask"])
+    expected = numpy(model(x))
+    if num_set_classes:
+        np.testing.assert_allclose(got["set_logits"], expected["set_logits"], atol=1e-4, rtol=0)
+        expected = expected["entity_logits"]
+    np.testing.assert_allclose(got["entity_logits"], expected, atol=1e-4, rtol=0)
+    assert np.all(got["entity_logits"][1, 9:] == 0) and np.all(got["entity_logits"][2, 1:] == 0)
+    # The padded set gives what the 9 real entities alone give.
+    alone = numpy(model({k: v[1:2, :9] for k, v in x.items()}))
+    alone = alone["entity_logits"] if num_set_classes else alone
+    np.testing.assert_allclose(got["entity_logits"][1, :9], alone[0], atol=1e-4, rtol=0)
+    classes = got["entity_class"]
+    assert np.all(classes[1, 9:] == -1) and np.all(classes[1, :9] == expected[1, :9].argmax(-1))
+    with pytest.raises(ValueError, match="num_entities must be an int in \\[1, max_entities=24\\]"):
+        export_set_litert(model, str(tmp_path / "long.tflite"), num_entities=25)
+    with pytest.raises(FileExistsError):
+        export_set_litert(model, path, num_entities=16)

@@ -104,7 +104,8 @@ def _graph_flops(model, n):
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="traced TF graph")
 def test_analytic_flops_match_the_traced_graph():
     n = 37
-    config = dict(recipe.CONFIGS["smoke"], num_set_classes=2, qk_channels=4)
+    config = dict(recipe.CONFIGS["smoke"], num_set_classes=2, qk_channels=4,
+                  decoder_widening_factor=3, decoder_num_heads=2, num_cross_attends=2)
     assert _graph_flops(recipe.build_perceiver(config), n) == recipe.perceiver_flops(config, n)
     config = recipe.CONFIGS["smoke"]
     assert _graph_flops(recipe.build_perceiver(config), n) == recipe.perceiver_flops(config, n)
