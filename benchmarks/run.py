@@ -23,7 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-FORWARD = ("mlm", "image_learned", "image_fourier", "image_conv", "flow")
+FORWARD = ("mlm", "image_learned", "image_fourier", "image_conv", "flow", "multimodal")
 TRAIN = ("mlm", "image_fourier")
 PLAIN_TRANSFORMER_MAX_GB = 4.0  # never allocate more than this for M x M logits
 
@@ -89,8 +89,9 @@ def scaling(args, log):
     sizes = [512, 1024, 2048, 4096] if args.quick else [8192, 32768, 131072, 524288, 1048576]
     width, latents, layers = (32, 64, 1) if args.quick else (256, 512, 4)
     points = []
-    for model in ("perceiver", "transformer"):
-        for m in sizes:
+    for model in ("perceiver", "decoder", "transformer"):
+        # The decoder (O outputs): two points in quick mode (the slope only).
+        for m in (sizes[::3] if args.quick and model == "decoder" else sizes):
             if model == "transformer":
                 need_gb = 4 * 4 * m * m / 2**30  # 4 heads of float32 M x M logits
                 if need_gb > PLAIN_TRANSFORMER_MAX_GB:
@@ -142,14 +143,17 @@ def render(args, matmul_gflops, rows, points, seconds):
             f"| {fmt(theirs.get('seconds'), '', 3) if 'seconds' in theirs else theirs.get('error') or theirs.get('skipped', '-')} "
             f"| {fmt(ratio(ours, theirs))} | {rss} | {fmt(r.get('gflops'), '', 1)} | {fmt(100 * r['roofline'], '%', 0) if 'roofline' in r else '-'} |"
         )
-    lines += ["", "## Scaling in the input size M (fixed latents)", "",
-              "| model | M | forward (s) | peak RSS (GB) |", "|---|---|---|---|"]
+    lines += ["", "## Scaling in the input size M and the output size O (fixed latents)", "",
+              "perceiver: encoder over M inputs; decoder: O output queries into the latents "
+              "(the size column is O); transformer: one plain self-attention layer over M.", "",
+              "| model | M or O | forward (s) | peak RSS (GB) |", "|---|---|---|---|"]
     for p in points:
         detail = f"{fmt(p.get('seconds'), '', 3)} | {fmt(p.get('peak_rss_gb'))}" if "seconds" in p else f"{p['error']} | -"
         lines.append(f"| {p['model']} | {p['inputs']} | {detail} |")
-    for model in ("perceiver", "transformer"):
+    for model, size in (("perceiver", "M"), ("decoder", "O"), ("transformer", "M")):
         pts = [p for p in points if p["model"] == model]
-        lines.append(f"\nlog-log slope of time in M, {model}: {fmt(slope(pts, 'seconds'))}")
+        lines.append(f"\nlog-log slope of time in {size}, {model}: {fmt(slope(pts, 'seconds'))}; "
+                     f"of peak RSS: {fmt(slope(pts, 'peak_rss_gb'))}")
     return "\n".join(lines) + "\n"
 
 
@@ -162,12 +166,12 @@ def plot(points, path):
     except ImportError:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for model in ("perceiver", "transformer"):
+    for model in ("perceiver", "decoder", "transformer"):
         pts = [p for p in points if p["model"] == model and "seconds" in p]
         axes[0].loglog([p["inputs"] for p in pts], [p["seconds"] for p in pts], "o-", label=model)
         axes[1].loglog([p["inputs"] for p in pts], [p["peak_rss_gb"] for p in pts], "o-", label=model)
-    axes[0].set(xlabel="inputs M", ylabel="forward seconds")
-    axes[1].set(xlabel="inputs M", ylabel="peak RSS (GB)")
+    axes[0].set(xlabel="inputs M (decoder: outputs O)", ylabel="forward seconds")
+    axes[1].set(xlabel="inputs M (decoder: outputs O)", ylabel="peak RSS (GB)")
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(path)

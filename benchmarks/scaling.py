@@ -1,10 +1,12 @@
-"""Scaling in the input size M at fixed latents, beside a plain Transformer.
+"""Scaling in the input size M and the output size O at fixed latents.
 
 `python -m benchmarks.scaling '<json spec>'` measures one point in a fresh
 process and prints one JSON line: forward seconds and peak RSS of a Perceiver
-encoder (cross-attention into `num_latents` latents + latent self-attention)
-or of a plain Transformer encoder layer of the same width over all M tokens
-(its attention is M x M: quadratic).
+encoder (cross-attention of M inputs into `num_latents` latents + latent
+self-attention), of a Perceiver decoder (cross-attention of O output queries
+into the latents: `spec["inputs"]` is O there), or of a plain Transformer
+encoder layer of the same width over all M tokens (its attention is M x M:
+quadratic).
 """
 
 import json
@@ -22,6 +24,7 @@ def measure(spec):
     import numpy as np
     import tensorflow as tf
 
+    from keras_perceiver.layers import CrossAttention
     from keras_perceiver.layers import PerceiverEncoder
     from keras_perceiver.layers import SelfAttention
 
@@ -33,6 +36,14 @@ def measure(spec):
             num_self_attends_per_block=spec["layers"], num_self_attention_heads=4,
             attention_memory_budget=spec.get("budget"),
         )
+    elif spec["model"] == "decoder":
+        # O queries into fixed latents (the latents are an input here).
+        latents = np.random.default_rng(1).normal(size=(1, spec["latents"], width)).astype("float32")
+        attention = CrossAttention(num_heads=1, qk_channels=width, widening_factor=1,
+                                   memory_budget=spec.get("budget"))
+
+        def layer(queries):
+            return attention(queries, latents)
     else:
         # A plain Transformer encoder over the M inputs: one-shot M x M logits
         # unless the memory budget chunks them (still quadratic time).

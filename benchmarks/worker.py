@@ -46,15 +46,33 @@ def prepare(spec):
     return {"params": sum(p.numel() for p in model.parameters())}
 
 
-def keras_flops(model, x):
+def keras_forward(name, model, spec):
+    """The forward measured: the model, or one multimodal decode chunk."""
+    if name != "multimodal":
+        return lambda t: model(t, training=False)
+    from benchmarks.workloads import multimodal_points
+
+    w = _workload(spec)
+    points = multimodal_points(w["config"], w["chunks"])
+    return lambda t: model.decode_points(t, points)
+
+
+def _workload(spec):
+    from benchmarks.workloads import workload
+
+    return workload(spec["workload"], spec["quick"])
+
+
+def keras_flops(forward, x):
     """Float ops of one forward (TF graph profiler: matmuls, convs; 2 per MAC)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
-    fn = tf.function(lambda t: model(t, training=False))
-    concrete = fn.get_concrete_function(tf.TensorSpec(x.shape, x.dtype))
+    fn = tf.function(forward)
+    concrete = fn.get_concrete_function(
+        tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, a.dtype), x))
     graph = convert_variables_to_constants_v2(concrete).graph
     opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
@@ -78,15 +96,17 @@ def run_keras(spec):
     if spec["mode"] == "forward":
         import tensorflow as tf
 
-        call = tf.function(lambda t: model(t, training=False))
-        result["seconds"] = timed(lambda: call(x).numpy(), spec["repeats"])
-        result["flops"] = keras_flops(model, x)
+        forward = keras_forward(spec["workload"], model, spec)
+        call = tf.function(forward)
+        result["seconds"] = timed(lambda: tf.nest.map_structure(lambda t: t.numpy(), call(x)),
+                                  spec["repeats"])
+        result["flops"] = keras_flops(forward, x)
     else:
         y = train_labels(spec["workload"], w["config"], spec["batch"])
         model.compile(optimizer=keras.optimizers.AdamW(1e-4),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         result["seconds"] = timed(lambda: model.train_on_batch(x, y), spec["repeats"])
-        result["flops"] = 3 * keras_flops(model, x)
+        result["flops"] = 3 * keras_flops(keras_forward(spec["workload"], model, spec), x)
     result["peak_rss_gb"] = peak_rss_gb()
     return result
 
@@ -102,14 +122,25 @@ def run_transformers(spec):
     torch.set_num_threads(os.cpu_count())
     w = workload(spec["workload"], spec["quick"])
     model = getattr(transformers, w["cls"]).from_pretrained(os.path.join(spec["dir"], "transformers"))
-    x = {k: torch.from_numpy(v) for k, v in inputs(spec["workload"], w["config"], spec["batch"],
+    x = {k: (torch.from_numpy(v) if not isinstance(v, dict) else
+             {m: torch.from_numpy(a) for m, a in v.items()})
+         for k, v in inputs(spec["workload"], w["config"], spec["batch"],
                                                     "transformers").items()}
     if spec["mode"] == "forward":
         model.eval()
+        kwargs = {}
+        if spec["workload"] == "multimodal":
+            from benchmarks.workloads import multimodal_points
+
+            points = multimodal_points(w["config"], w["chunks"])
+            kwargs["subsampled_output_points"] = {
+                "image": torch.from_numpy(points["image"]).long(),
+                "audio": torch.from_numpy(points["audio"]).long(), "label": None}
 
         def step():
             with torch.no_grad():
-                return model(**x).logits.numpy()
+                logits = model(**x, **kwargs).logits
+                return {k: v.numpy() for k, v in logits.items()} if isinstance(logits, dict) else logits.numpy()
     else:
         model.train()
         if spec.get("remat"):

@@ -44,6 +44,18 @@ FULL = {
                     num_cross_attention_heads=1, train_size=[368, 496]),
         desc="optical flow, 368×496",
     ),
+    # One of DeepMind's colab's 128 decode chunks (the last): 6272 pixels and
+    # 15 audio patches of the 16x224x224 video and 30720 audio samples.
+    "multimodal": dict(
+        cls="PerceiverForMultimodalAutoencoding",
+        config=dict(num_latents=784, d_latents=512, d_model=704, num_blocks=1,
+                    num_self_attends_per_block=8, num_self_attention_heads=8,
+                    num_cross_attention_heads=1, num_frames=16, audio_samples_per_frame=1920,
+                    samples_per_patch=16, image_size=224, output_shape=[1, 16, 224, 224],
+                    output_num_channels=512, num_labels=700),
+        desc="multimodal, one decode chunk",
+        chunks=128,
+    ),
 }
 
 QUICK_SMALL = dict(num_latents=16, d_latents=64, num_blocks=1, num_self_attends_per_block=2,
@@ -55,6 +67,11 @@ QUICK = {
     "image_fourier": dict(image_size=32, num_labels=10, **QUICK_SMALL),
     "image_conv": dict(image_size=32, num_labels=10, **QUICK_SMALL),
     "flow": dict(train_size=[24, 32], **QUICK_SMALL),
+    "multimodal": dict(num_latents=8, d_latents=16, d_model=768, num_blocks=1,
+                       num_self_attends_per_block=2, num_self_attention_heads=2,
+                       num_frames=2, audio_samples_per_frame=16, samples_per_patch=4,
+                       image_size=8, output_shape=[1, 2, 8, 8], output_num_channels=12,
+                       num_labels=5),
 }
 
 
@@ -63,6 +80,8 @@ def workload(name, quick):
     spec["config"] = dict(spec["config"], **(QUICK[name] if quick else {}))
     if quick:
         spec["desc"] += " (tiny quick model)"
+        if "chunks" in spec:
+            spec["chunks"] = 4
     return spec
 
 
@@ -76,11 +95,33 @@ def inputs(name, config, batch, framework, seed=0):
         size = config["image_size"]
         images = rng.normal(size=(batch, size, size, 3)).astype("float32")
         return images if framework == "keras" else {"inputs": images.transpose(0, 3, 1, 2)}
+    if name == "multimodal":
+        return multimodal_inputs(config, batch, framework, rng)
     h, w = config["train_size"]
     frames = rng.uniform(-1, 1, size=(batch, 2, h, w, 3)).astype("float32")
     if framework == "keras":
         return frames
     return {"inputs": flow_patches(frames)}
+
+
+def multimodal_points(config, chunks):
+    """The last of `chunks` decode chunks: flat image and audio-patch indices."""
+    frames, size = config["num_frames"], config["image_size"]
+    pixels = frames * size * size
+    patches = frames * config["audio_samples_per_frame"] // config["samples_per_patch"]
+    image, audio = pixels // chunks, patches // chunks
+    return {"image": np.arange(pixels - image, pixels, dtype="int32"),
+            "audio": np.arange(patches - audio, patches, dtype="int32")}
+
+
+def multimodal_inputs(config, batch, framework, rng):
+    frames, size = config["num_frames"], config["image_size"]
+    video = rng.normal(size=(batch, frames, size, size, 3)).astype("float32")
+    audio = rng.normal(size=(batch, frames * config["audio_samples_per_frame"], 1)).astype("float32")
+    label = np.zeros((batch, config["num_labels"]), "float32")
+    if framework == "keras":
+        return {"image": video, "audio": audio, "label": label}
+    return {"inputs": {"image": video.transpose(0, 1, 4, 2, 3), "audio": audio, "label": label}}
 
 
 def flow_patches(frames):

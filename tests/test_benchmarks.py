@@ -21,10 +21,11 @@ def test_quick_benchmark_prints_its_table(tmp_path):
     table = result.stdout
     assert "| workload | mode | batch | ours (s) | transformers (s) |" in table
     for desc in ("MLM, 2048 bytes", "ImageNet learned", "ImageNet Fourier",
-                 "ImageNet conv", "optical flow"):
+                 "ImageNet conv", "optical flow", "multimodal, one decode chunk"):
         assert desc in table
     assert "train (remat)" in table
     assert "log-log slope of time in M, perceiver" in table
+    assert "log-log slope of time in O, decoder" in table
     assert "exit " not in table and "timeout" not in table, table
     assert output.read_text().strip() in table
 

@@ -10,6 +10,7 @@ import math
 import keras
 from keras import ops
 
+from keras_perceiver.layers.chunked_attention import MASK_FILL
 from keras_perceiver.layers.chunked_attention import choose_chunk_sizes
 from keras_perceiver.layers.chunked_attention import chunked_attention
 from keras_perceiver.layers.utils import check_rank
@@ -163,10 +164,6 @@ class Attention(keras.layers.Layer):
         if attention_mask is not None:
             check_shape(self, "attention_mask", attention_mask.shape,
                         (query.shape[0], query.shape[1], key_value.shape[1]))
-        q = self._split_heads(self.query_dense(query), self._qk // self.num_heads)
-        k = self._split_heads(self.key_dense(key_value), self._qk // self.num_heads)
-        v = self._split_heads(self.value_dense(key_value), self._v // self.num_heads)
-
         mask = None
         if attention_mask is not None:
             mask = ops.cast(attention_mask, "bool")
@@ -176,7 +173,13 @@ class Attention(keras.layers.Layer):
                     f"queries, keys], received shape {tuple(mask.shape)}."
                 )
         scale = 1.0 / math.sqrt(self._qk // self.num_heads)
-        chunks = self.chunk_sizes(q.shape[2], k.shape[2], training)
+        chunks = self.chunk_sizes(query.shape[1], key_value.shape[1], training)
+        if chunks is None and self._use_fused_kernel(training):
+            heads = self._fused_attention(query, key_value, mask, scale)
+            return self._merge_and_project(heads, mask)
+        q = self._split_heads(self.query_dense(query), self._qk // self.num_heads)
+        k = self._split_heads(self.key_dense(key_value), self._qk // self.num_heads)
+        v = self._split_heads(self.value_dense(key_value), self._v // self.num_heads)
         if chunks is not None:
             heads = chunked_attention(
                 q, k, v, mask, scale, *chunks, self.compute_dtype,
@@ -192,7 +195,39 @@ class Attention(keras.layers.Layer):
             weights = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
             weights = self.dropout(weights, training=training)
             heads = ops.matmul(weights, v)  # [B, H, T, dv]
-        heads = ops.transpose(heads, (0, 2, 1, 3))
+        return self._merge_and_project(ops.transpose(heads, (0, 2, 1, 3)), mask)
+
+    def _use_fused_kernel(self, training):
+        # Measured on CPU (benchmarks/RESULTS.md): PyTorch's fused
+        # scaled_dot_product_attention is faster; TensorFlow's and JAX's
+        # `dot_product_attention` are the same einsums or slower. Only in
+        # float32, where its softmax is the float32 softmax, and without
+        # dropout, which it does not take.
+        return (
+            keras.backend.backend() == "torch"
+            and self.compute_dtype == "float32"
+            and not (training and self.attention_dropout > 0)
+        )
+
+    def _fused_attention(self, query, key_value, mask, scale):
+        """One-shot attention by `keras.ops.dot_product_attention`, `[B, T, H, dv]`."""
+
+        def heads_last(x, head_dim):
+            return ops.reshape(
+                x, (ops.shape(x)[0], ops.shape(x)[1], self.num_heads, head_dim)
+            )
+
+        q = heads_last(self.query_dense(query), self._qk // self.num_heads)
+        k = heads_last(self.key_dense(key_value), self._qk // self.num_heads)
+        v = heads_last(self.value_dense(key_value), self._v // self.num_heads)
+        bias = None
+        if mask is not None:
+            # The one-shot path's -1e30 fill, as an additive float32 bias.
+            bias = ops.where(mask[:, None], 0.0, MASK_FILL)
+        return ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
+
+    def _merge_and_project(self, heads, mask):
+        """`[B, T, H, dv]` heads -> zero fully masked rows -> output projection."""
         batch, length = ops.shape(heads)[0], ops.shape(heads)[1]
         merged = ops.reshape(heads, (batch, length, self._v))
         if mask is not None:

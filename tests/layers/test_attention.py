@@ -148,3 +148,30 @@ def test_mixed_precision_softmax_in_float32(rng, policy, monkeypatch):
         np.testing.assert_allclose(got, expected,
                                    atol=MIXED_TOLERANCE[policy] * np.abs(expected).max())
     assert seen == ["float32", "float32"]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_kernel_path_equals_one_shot_path(rng, masked, monkeypatch):
+    # `keras.ops.dot_product_attention` (used on PyTorch in float32) against
+    # the explicit float32 softmax, outputs and input gradients, with a fully
+    # masked query row (no NaN through the zeroed row's gradient).
+    from tests.layers.test_attention_chunked import input_gradients
+
+    layer = Attention(num_heads=2, qk_channels=8, v_channels=8)
+    q_in = rng.normal(size=(2, 4, 3)).astype("float32")
+    kv_in = rng.normal(size=(2, 6, 5)).astype("float32")
+    mask = None
+    if masked:
+        mask = rng.random((2, 4, 6)) > 0.4
+        mask[1, 2] = False
+    cotangent = rng.normal(size=(2, 4, 8)).astype("float32")
+    results = {}
+    for fused in (True, False):
+        monkeypatch.setattr(Attention, "_use_fused_kernel", lambda self, training: fused)
+        out = ops.convert_to_numpy(layer(q_in, kv_in, attention_mask=mask))
+        results[fused] = [out] + input_gradients(layer, q_in, kv_in, mask, cotangent)
+    for got, want in zip(results[True], results[False]):
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    monkeypatch.undo()
+    assert layer._use_fused_kernel(False) == (keras.backend.backend() == "torch")
