@@ -3,17 +3,15 @@
 import json
 import os
 
-import h5py
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import keras_perceiver
 from keras_perceiver import cli
-from keras_perceiver.recipes import common
 from keras_perceiver.recipes import masked_lm
 from tests.recipes.helpers import check_run_outputs
+from tests.recipes.resume import check_killed_run_resumes
 
 
 def test_smoke_on_embedded_text_trains_evaluates_and_exports(tmp_path):
@@ -110,55 +108,7 @@ def test_text_recipes_run_on_the_jax_backend(tmp_path, recipe):
     assert metrics and all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
 
 
-class _Killed(Exception):
-    pass
-
-
-def _h5_arrays(path):
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return arrays
-
-
-def check_killed_run_resumes(main, tmp_path, monkeypatch, flags):
-    """Runs `main(flags)` whole, then killed after 2 of its 4 epochs and resumed with
-    `--resume`; asserts both end with the same weights (the text recipes' resume test)."""
-    whole = str(tmp_path / "whole")
-    main(flags + ["--output", whole])
-    original = common.Run.callbacks
-
-    def with_kill(self, monitor, mode):
-        class Kill(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                if epoch == 1:
-                    raise _Killed()
-        return original(self, monitor, mode) + [Kill()]
-
-    halves = str(tmp_path / "halves")
-    monkeypatch.setattr(common.Run, "callbacks", with_kill)
-    with pytest.raises(_Killed):
-        main(flags + ["--output", halves])
-    monkeypatch.setattr(common.Run, "callbacks", original)
-    with open(os.path.join(halves, "checkpoints/backup/training_metadata.json")) as f:
-        assert json.load(f)["epoch"] == 2
-    assert not os.path.exists(os.path.join(halves, "checkpoints/final.weights.h5"))
-    halfway = _h5_arrays(os.path.join(halves, "checkpoints/backup/latest.weights.h5"))
-    main(flags + ["--output", halves, "--resume"])
-
-    a = _h5_arrays(os.path.join(whole, "checkpoints/final.weights.h5"))
-    b = _h5_arrays(os.path.join(halves, "checkpoints/final.weights.h5"))
-    assert a.keys() == b.keys() == halfway.keys() and len(a) > 20
-    for name in a:
-        np.testing.assert_allclose(b[name], a[name], atol=1e-6, rtol=0, err_msg=name)
-    # The resumed half trained: the final weights are not the halfway backup's.
-    assert any(np.abs(a[n] - halfway[n]).max() > 1e-4 for n in a if a[n].dtype.kind == "f")
-    with open(os.path.join(halves, "metrics.json")) as f:
-        assert len(json.load(f)["history"]["loss"]) == 4
-
-
 def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
-    check_killed_run_resumes(masked_lm.main, tmp_path, monkeypatch, [
+    check_killed_run_resumes(masked_lm.main, [
         "--smoke", "--epochs", "4", "--steps-per-epoch", "2", "--seed", "3", "--run-eagerly",
-        "--max-eval-batches", "1", "--verbose", "0"])
+        "--max-eval-batches", "1", "--verbose", "0"], tmp_path, monkeypatch)

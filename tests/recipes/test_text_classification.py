@@ -13,7 +13,7 @@ from keras_perceiver.data import text
 from keras_perceiver.recipes import masked_lm
 from keras_perceiver.recipes import text_classification
 from tests.recipes.helpers import check_run_outputs
-from tests.recipes.test_masked_lm import check_killed_run_resumes
+from tests.recipes.resume import check_killed_run_resumes
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,6 @@ def test_bad_init_path(tmp_path):
 
 
 def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
-    check_killed_run_resumes(text_classification.main, tmp_path, monkeypatch, [
+    check_killed_run_resumes(text_classification.main, [
         "--smoke", "--epochs", "4", "--steps-per-epoch", "2", "--seed", "3", "--run-eagerly",
-        "--max-eval-batches", "1", "--verbose", "0"])
+        "--max-eval-batches", "1", "--verbose", "0"], tmp_path, monkeypatch)
