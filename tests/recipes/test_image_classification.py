@@ -3,24 +3,14 @@
 import json
 import os
 
-import h5py
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_perceiver import cli
-from keras_perceiver.recipes import common
 from keras_perceiver.recipes import image_classification
 from tests.recipes.helpers import check_run_outputs
-
-
-def _h5_arrays(path):
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return arrays
+from tests.recipes.resume import check_killed_run_resumes
 
 
 def test_smoke_on_embedded_digits_trains_evaluates_and_exports(tmp_path):
@@ -43,44 +33,10 @@ def test_smoke_on_embedded_digits_trains_evaluates_and_exports(tmp_path):
         image_classification.main(["--smoke", "--output", out])
 
 
-class _Killed(Exception):
-    pass
-
-
 def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
-    flags = ["--smoke", "--epochs", "4", "--steps-per-epoch", "2", "--seed", "3",
-             "--run-eagerly"]
-    whole = str(tmp_path / "whole")
-    image_classification.main(flags + ["--output", whole])
-
-    original = common.Run.callbacks
-
-    def with_kill(self, monitor, mode):
-        class Kill(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                if epoch == 1:
-                    raise _Killed()
-        return original(self, monitor, mode) + [Kill()]
-
-    halves = str(tmp_path / "halves")
-    monkeypatch.setattr(common.Run, "callbacks", with_kill)
-    with pytest.raises(_Killed):
-        image_classification.main(flags + ["--output", halves])
-    monkeypatch.setattr(common.Run, "callbacks", original)
-    with open(os.path.join(halves, "checkpoints/backup/training_metadata.json")) as f:
-        assert json.load(f)["epoch"] == 2
-    assert not os.path.exists(os.path.join(halves, "checkpoints/final.weights.h5"))
-    image_classification.main(flags + ["--output", halves, "--resume"])
-
-    a = _h5_arrays(os.path.join(whole, "checkpoints/final.weights.h5"))
-    b = _h5_arrays(os.path.join(halves, "checkpoints/final.weights.h5"))
-    assert a.keys() == b.keys() and len(a) > 40
-    moved = _h5_arrays(os.path.join(halves, "checkpoints/backup/latest.weights.h5"))
-    for name in a:
-        np.testing.assert_allclose(b[name], a[name], atol=1e-6, rtol=0, err_msg=name)
-    # Training moved the weights (dropout on): the comparison is not of initial states.
-    with open(os.path.join(halves, "metrics.json")) as f:
-        assert len(json.load(f)["history"]["loss"]) == 4
+    check_killed_run_resumes(image_classification.main, [
+        "--smoke", "--epochs", "4", "--steps-per-epoch", "2", "--seed", "3", "--run-eagerly"],
+        tmp_path, monkeypatch)
 
 
 def test_mock_tfds_mnist_through_the_cli(tmp_path):
