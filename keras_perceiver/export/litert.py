@@ -120,6 +120,9 @@ def export_litert(model, path, quantization=None, representative_data=None, over
     the SavedModel's named outputs `logits`, `probabilities` and
     `top_5_classes`.
 
+    A `PerceiverSetModel` is written by `export_set_litert` (entities and
+    mask of the model's `max_entities`, the SavedModel's named outputs).
+
     Builtin ops only are tried first; if the converter needs TensorFlow ops,
     it falls back to `SELECT_TF_OPS` with a warning (that model then needs
     the Flex delegate).
@@ -169,6 +172,10 @@ def export_litert(model, path, quantization=None, representative_data=None, over
             stacklevel=2,
         )
     files.check_new_file(path, overwrite, "export_litert")
+    if type(model).__name__ == "PerceiverSetModel" and not raw_inputs and quantization != "int8":
+        from keras_perceiver.export.set_signatures import export_set_litert
+
+        return export_set_litert(model, path, quantization=quantization, overwrite=overwrite)
     if raw_inputs:
         fn, names = _raw_image_function(model, image_size, image_preprocessing)
     elif image_size is not None or image_preprocessing is not None:

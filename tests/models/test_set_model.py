@@ -295,6 +295,7 @@ def test_named_preset_offline_and_through_a_preset_directory(tmp_path, monkeypat
 def test_litert_matches_keras_with_padding(tmp_path, rng):
     from ai_edge_litert.interpreter import Interpreter
 
+    from keras_perceiver.export import export_litert
     from keras_perceiver.export.set_signatures import export_set_litert
 
     num_set_classes = 2  # entity and set outputs, two cross-attentions to the entities
@@ -321,3 +322,10 @@ def test_litert_matches_keras_with_padding(tmp_path, rng):
         export_set_litert(model, str(tmp_path / "long.tflite"), num_entities=25)
     with pytest.raises(FileExistsError):
         export_set_litert(model, path, num_entities=16)
+    # The generic export_litert writes the same file at the model's max_entities.
+    generic = export_litert(model, str(tmp_path / "generic.tflite"))
+    runner = Interpreter(model_path=generic).get_signature_runner("serving_default")
+    x = make_inputs(rng, sizes=(24, 5), length=24)
+    got = runner(entities=x["entities"], mask=x["mask"])
+    np.testing.assert_allclose(got["entity_logits"], numpy(model(x))["entity_logits"],
+                               atol=1e-4, rtol=0)
