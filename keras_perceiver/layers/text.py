@@ -21,6 +21,10 @@ class TextPreprocessor(keras.layers.Layer):
         num_channels: embedding width (`d_model`).
         max_length: longest sequence; shorter inputs use the first positions.
         pad_id: the padding token, used by `compute_padding_mask`.
+        embeddings_initializer: of the token embedding; default
+            `TruncatedNormal(0.02)` (`transformers`: normal(0.02)). DeepMind's
+            colab uses `hk.Embed`'s default, `TruncatedNormal(stddev=1.0)`.
+            The position encoding is `TruncatedNormal(0.02)` in both.
 
     Example:
     >>> import numpy as np
