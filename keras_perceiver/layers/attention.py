@@ -13,6 +13,7 @@ from keras import ops
 from keras_perceiver.layers.chunked_attention import MASK_FILL
 from keras_perceiver.layers.chunked_attention import choose_chunk_sizes
 from keras_perceiver.layers.chunked_attention import chunked_attention
+from keras_perceiver.layers.chunked_attention import streamed_attention
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import dense_initializer
 from keras_perceiver.layers.utils import validate_activation
@@ -46,7 +47,10 @@ class Attention(keras.layers.Layer):
     (TensorFlow graphs, SavedModel signatures with a None length) count as
     unbounded: the layer then always takes the chunked path, with chunk
     sizes that fit the budget for any length, clipped to the actual lengths
-    at run time. Attention dropout is applied chunk by chunk.
+    at run time. Attention dropout is applied chunk by chunk. When all
+    queries fit one chunk and the keys do not, the keys and values are
+    projected one key chunk at a time inside the online-softmax loop
+    ("streamed"), so no projected `[B, S, C]` key or value array exists.
 
     Args:
         num_heads: number of heads; must divide `qk_channels` and `v_channels`.
@@ -151,7 +155,15 @@ class Attention(keras.layers.Layer):
         x = ops.reshape(x, (batch, length, self.num_heads, head_dim))
         return ops.transpose(x, (0, 2, 1, 3))  # [B, H, T, d]
 
-    def call(self, query, key_value=None, attention_mask=None, training=None):
+    def call(self, query, key_value=None, attention_mask=None, training=None,
+             key_value_transform=None):
+        """Attention of `query` over `key_value` (itself when None).
+
+        `key_value_transform`, a per-token layer (e.g. the block's
+        LayerNorm), is applied to `key_value` before the key/value
+        projections; when the keys are streamed (see the class docstring)
+        it runs chunk by chunk with them.
+        """
         key_value = query if key_value is None else key_value
         if query.shape[-1] is not None and self.query_dense.kernel.shape[0] != query.shape[-1]:
             raise ValueError(
@@ -161,40 +173,88 @@ class Attention(keras.layers.Layer):
         check_shape(self, "query", query.shape, (None, None, self._query_channels))
         check_shape(self, "key_value", key_value.shape, (None, None, self._kv_channels))
         check_same_batch(self, query=query.shape, key_value=key_value.shape)
-        if attention_mask is not None:
-            check_shape(self, "attention_mask", attention_mask.shape,
-                        (query.shape[0], query.shape[1], key_value.shape[1]))
-        mask = None
-        if attention_mask is not None:
-            mask = ops.cast(attention_mask, "bool")
-            if len(mask.shape) != 3:
-                raise ValueError(
-                    f"{self.name}: expected attention_mask of shape [batch, "
-                    f"queries, keys], received shape {tuple(mask.shape)}."
-                )
-        scale = 1.0 / math.sqrt(self._qk // self.num_heads)
+        mask = self._bool_mask(attention_mask, query.shape, key_value.shape)
         chunks = self.chunk_sizes(query.shape[1], key_value.shape[1], training)
+        if self._streams_keys(chunks, query.shape[1], key_value.shape[1]):
+            return self._streamed(query, key_value, mask, training, chunks[1],
+                                  key_value_transform)
+        if key_value_transform is not None:
+            key_value = key_value_transform(key_value)
         if chunks is None and self._use_fused_kernel(training):
+            scale = 1.0 / math.sqrt(self._qk // self.num_heads)
             heads = self._fused_attention(query, key_value, mask, scale)
             return self._merge_and_project(heads, mask)
-        q = self._split_heads(self.query_dense(query), self._qk // self.num_heads)
-        k = self._split_heads(self.key_dense(key_value), self._qk // self.num_heads)
-        v = self._split_heads(self.value_dense(key_value), self._v // self.num_heads)
+        keys, values = self.project_key_value(key_value)
+        return self.attend_projected(query, keys, values, mask, training, chunks)
+
+    def _bool_mask(self, attention_mask, query_shape, key_value_shape):
+        if attention_mask is None:
+            return None
+        check_shape(self, "attention_mask", attention_mask.shape,
+                    (query_shape[0], query_shape[1], key_value_shape[1]))
+        mask = ops.cast(attention_mask, "bool")
+        if len(mask.shape) != 3:
+            raise ValueError(
+                f"{self.name}: expected attention_mask of shape [batch, "
+                f"queries, keys], received shape {tuple(mask.shape)}."
+            )
+        return mask
+
+    def project_key_value(self, key_value):
+        """Keys `[B, H, S, qk / H]` and values `[B, H, S, v / H]` of `key_value`."""
+        return (self._split_heads(self.key_dense(key_value), self._qk // self.num_heads),
+                self._split_heads(self.value_dense(key_value), self._v // self.num_heads))
+
+    def attend_projected(self, query, keys, values, mask=None, training=None, chunks="auto"):
+        """The call's result for projected keys/values (`project_key_value`).
+
+        `mask`: None or boolean `[B, T, S]`; `chunks`: `chunk_sizes`'
+        result, by default computed from the lengths.
+        """
+        head_dim = self._qk // self.num_heads
+        scale = 1.0 / math.sqrt(head_dim)
+        if isinstance(chunks, str):
+            chunks = self.chunk_sizes(query.shape[1], keys.shape[2], training)
+        q = self._split_heads(self.query_dense(query), head_dim)
         if chunks is not None:
             heads = chunked_attention(
-                q, k, v, mask, scale, *chunks, self.compute_dtype,
+                q, keys, values, mask, scale, *chunks, self.compute_dtype,
                 dropout_rate=self.attention_dropout if training else 0.0,
                 seed_generator=getattr(self.dropout, "seed_generator", None),
             )
         else:
-            logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
-            logits = ops.cast(logits, "float32") / math.sqrt(self._qk // self.num_heads)
+            logits = ops.matmul(q, ops.transpose(keys, (0, 1, 3, 2)))
+            logits = ops.cast(logits, "float32") / math.sqrt(head_dim)
             if mask is not None:
                 # Logits are float32 here, so DeepMind's -1e30 is safe under any policy.
                 logits = ops.where(mask[:, None, :, :], logits, -1e30)
             weights = ops.cast(ops.softmax(logits, axis=-1), self.compute_dtype)
             weights = self.dropout(weights, training=training)
-            heads = ops.matmul(weights, v)  # [B, H, T, dv]
+            heads = ops.matmul(weights, values)  # [B, H, T, dv]
+        return self._merge_and_project(ops.transpose(heads, (0, 2, 1, 3)), mask)
+
+    @staticmethod
+    def _streams_keys(chunks, num_queries, num_keys):
+        """All queries in one chunk and the keys in several: stream the keys."""
+        return (
+            chunks is not None and isinstance(num_queries, int)
+            and chunks[0] >= num_queries and (num_keys is None or chunks[1] < num_keys)
+        )
+
+    def _streamed(self, query, key_value, mask, training, key_chunk, transform):
+        """Keys and values projected (and transformed) one key chunk at a time."""
+        head_dim = self._qk // self.num_heads
+
+        def project(chunk):
+            return self.project_key_value(chunk if transform is None else transform(chunk))
+
+        q = self._split_heads(self.query_dense(query), head_dim)
+        heads = streamed_attention(
+            q, key_value, project, self._v // self.num_heads, mask,
+            1.0 / math.sqrt(head_dim), key_chunk, self.compute_dtype,
+            dropout_rate=self.attention_dropout if training else 0.0,
+            seed_generator=getattr(self.dropout, "seed_generator", None),
+        )
         return self._merge_and_project(ops.transpose(heads, (0, 2, 1, 3)), mask)
 
     def _use_fused_kernel(self, training):

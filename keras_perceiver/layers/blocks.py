@@ -6,10 +6,16 @@ cross-attention) followed by `x + MLP(LN(x))`, as in DeepMind's
 """
 
 import keras
+from keras import ops
 
 from keras_perceiver.layers.attention import ACTIVATIONS
 from keras_perceiver.layers.attention import MLP
 from keras_perceiver.layers.attention import Attention
+from keras_perceiver.layers.chunked_attention import chunk_start
+from keras_perceiver.layers.chunked_attention import even_chunk
+from keras_perceiver.layers.chunked_attention import merge_chunks
+from keras_perceiver.layers.chunked_attention import scan_range
+from keras_perceiver.layers.chunked_attention import slice_chunk
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import validate_activation
 from keras_perceiver.layers.validation import check_divisible
@@ -168,19 +174,76 @@ class CrossAttention(_AttentionBlock):
         self._channels = (query_shape[-1], key_value_shape[-1])
         self.built = True
 
-    def call(self, query, key_value, attention_mask=None, training=None):
+    def call(self, query, key_value, attention_mask=None, training=None, output_layer=None):
+        """`output_layer`: an optional per-token layer applied to the result
+        (e.g. a decoder's final projection), inside the query chunks when
+        the queries are processed in chunks."""
         check_shape(self, "query", query.shape, (None, None, self._channels[0]))
         check_shape(self, "key_value", key_value.shape, (None, None, self._channels[1]))
         check_same_batch(self, query=query.shape, key_value=key_value.shape)
+        query_chunk = self._query_chunk(query.shape[1], key_value.shape[1], training)
+        if query_chunk is not None:
+            return self._call_in_query_chunks(
+                query, key_value, attention_mask, training, query_chunk, output_layer
+            )
+        # The key/value LayerNorm runs inside the attention, chunk by chunk
+        # with the key/value projections when the attention streams keys.
         attended = self.attention(
             self.query_layer_norm(query),
-            self.key_value_layer_norm(key_value),
+            key_value,
             attention_mask=attention_mask,
             training=training,
+            key_value_transform=self.key_value_layer_norm,
         )
+        return self._finish(query, attended, training, output_layer)
+
+    def _finish(self, query, attended, training, output_layer):
         attended = self.attention_output_dropout(attended, training=training)
         x = query + attended if self.use_query_residual else attended
-        return self._mlp_residual(x, training)
+        x = self._mlp_residual(x, training)
+        return x if output_layer is None else output_layer(x)
+
+    def _query_chunk(self, num_queries, num_keys, training):
+        """Queries per chunk of the whole block, or None (all at once).
+
+        When the attention would chunk the queries, the whole block runs
+        one query chunk at a time (every step but the attention is per
+        token, and the attention is per query row), so no `[B, T, C]`
+        intermediate exists beyond the inputs and the output. Not with
+        dropout active (its seeds would have to follow the chunks).
+        """
+        if training and (self.dropout or self.attention_dropout):
+            return None
+        chunks = self.attention.chunk_sizes(num_queries, num_keys, training)
+        if chunks is None or (isinstance(num_queries, int) and chunks[0] >= num_queries):
+            return None
+        return chunks[0]
+
+    def _call_in_query_chunks(self, query, key_value, attention_mask, training, chunk,
+                              output_layer):
+        mask = None if attention_mask is None else ops.cast(attention_mask, "bool")
+        keys, values = self.attention.project_key_value(self.key_value_layer_norm(key_value))
+        num_queries = ops.shape(query)[1]
+        chunk = even_chunk(chunk, num_queries) if isinstance(num_queries, int) else (
+            ops.minimum(chunk, num_queries))
+
+        def step(carry, i):
+            start = chunk_start(i, chunk, num_queries)
+            q = slice_chunk(query, 1, start, chunk)
+            m = None if mask is None else slice_chunk(mask, 1, start, chunk)
+            attended = self.attention.attend_projected(
+                self.query_layer_norm(q), keys, values, m, training
+            )
+            return carry, self._finish(q, attended, training, output_layer)
+
+        # Keras' TensorFlow scan wants the outputs shaped like the carry.
+        channels, dtype = self._channels[0], self.compute_dtype
+        if output_layer is not None:
+            channels = output_layer.compute_output_shape((None, None, channels))[-1]
+            dtype = output_layer.compute_dtype
+        init = ops.zeros((ops.shape(query)[0], chunk, channels), dtype=dtype)
+        _, outputs = scan_range(step, init, (num_queries + chunk - 1) // chunk)
+        return merge_chunks(outputs, 1, chunk, num_queries)
 
     def get_config(self):
         config = super().get_config()

@@ -137,6 +137,37 @@ def _chunk_dropout(rate, seed_generator, nq, nk):
     return (lambda p, seed: keras.random.dropout(p, rate, seed=seed_generator)), None
 
 
+def _online_init(q, value_width):
+    """Running maximum, normaliser and weighted sum for queries `q` `[B, H, T, d]`."""
+    rows = tuple(ops.shape(q)[:3])
+    return (
+        ops.full(rows + (1,), MASK_FILL, dtype="float32"),
+        ops.zeros(rows + (1,), dtype="float32"),
+        ops.zeros(rows + (value_width,), dtype="float32"),
+    )
+
+
+def _online_step(carry, q, k, v, valid, scale, drop, seed, compute_dtype):
+    """One key chunk of the online softmax; `valid`: None or boolean `[B|1, 1, T|1, Sc]`."""
+    running_max, total, acc = carry
+    logits = ops.cast(ops.matmul(q, ops.swapaxes(k, -1, -2)), "float32")
+    if scale != 1.0:
+        logits = logits * scale
+    if valid is not None:
+        logits = ops.where(valid, logits, MASK_FILL)
+    # The maximum cancels out of the result, so it needs no gradient.
+    new_max = ops.stop_gradient(
+        ops.maximum(running_max, ops.max(logits, axis=-1, keepdims=True))
+    )
+    correction = ops.exp(running_max - new_max)
+    probs = ops.exp(logits - new_max)
+    total = total * correction + ops.sum(probs, axis=-1, keepdims=True)
+    if drop is not None:
+        probs = drop(probs, seed)
+    update = ops.matmul(ops.cast(probs, compute_dtype), v)
+    return new_max, total, acc * correction + ops.cast(update, "float32")
+
+
 def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtype,
                       dropout_rate=0.0, seed_generator=None):
     """Softmax attention over heads in chunks; see the module docstring.
@@ -188,30 +219,12 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
             if drop is not None:
                 weights = drop(weights, None if chunk_seeds is None else chunk_seeds[0])
             return ops.matmul(ops.cast(weights, compute_dtype), v)
-        rows = ops.shape(q_chunk)[:3]
-        init = (
-            ops.full(tuple(rows) + (1,), MASK_FILL, dtype="float32"),
-            ops.zeros(tuple(rows) + (1,), dtype="float32"),
-            ops.zeros(tuple(rows) + (ops.shape(v)[-1],), dtype="float32"),
-        )
+        init = _online_init(q_chunk, ops.shape(v)[-1])
 
         def step(carry, xs):
-            running_max, total, acc = carry
-            logits = ops.cast(ops.matmul(q_chunk, ops.swapaxes(xs["k"], -1, -2)), "float32") * scale
-            if "mask" in xs:
-                logits = ops.where(xs["mask"][:, None], logits, MASK_FILL)
-            # The maximum cancels out of the result, so it needs no gradient.
-            new_max = ops.stop_gradient(
-                ops.maximum(running_max, ops.max(logits, axis=-1, keepdims=True))
-            )
-            correction = ops.exp(running_max - new_max)
-            probs = ops.exp(logits - new_max)
-            total = total * correction + ops.sum(probs, axis=-1, keepdims=True)
-            if drop is not None:
-                probs = drop(probs, xs.get("seed"))
-            update = ops.matmul(ops.cast(probs, compute_dtype), xs["v"])
-            acc = acc * correction + ops.cast(update, "float32")
-            return (new_max, total, acc), None
+            valid = xs["mask"][:, None] if "mask" in xs else None
+            return _online_step(carry, q_chunk, xs["k"], xs["v"], valid, scale, drop,
+                                xs.get("seed"), compute_dtype), None
 
         xs = {"k": key_chunks, "v": value_chunks}
         if mask_chunks is not None:
@@ -248,3 +261,122 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
     if isinstance(query_pad, int) and query_pad == 0:
         return outputs
     return outputs[:, :, :num_q]
+
+
+def scan_range(step, init, n):
+    """`step(carry, i) -> (carry, y)` for `i` in `range(n)`; returns `(carry, ys)`.
+
+    `n` may be a tensor (a length unknown when traced, TensorFlow). On
+    PyTorch, which runs eagerly, a plain loop over Python ints.
+    """
+    if keras.backend.backend() != "torch":
+        return ops.scan(step, init, ops.arange(n, dtype="int32"))
+    carry, ys = init, []
+    for i in range(int(n)):
+        carry, y = step(carry, i)
+        ys.append(y)
+    return carry, (None if not ys or ys[0] is None else ops.stack(ys))
+
+
+def even_chunk(chunk, length):
+    """The largest chunk in `(chunk / 2, chunk]` dividing a static `length`, else `chunk`.
+
+    Equal chunks need no overlapping last chunk (no masking, no repeated
+    work). E.g. 182,528 flow pixels in chunks of 8192 -> 7936 (23 chunks).
+
+    Example:
+    >>> from keras_perceiver.layers.chunked_attention import even_chunk
+    >>> even_chunk(8192, 182528)
+    7936
+    """
+    if not (isinstance(chunk, int) and isinstance(length, int)) or chunk >= length:
+        return chunk
+    for size in range(chunk, chunk // 2, -1):
+        if length % size == 0:
+            return size
+    return chunk
+
+
+def chunk_start(index, chunk, length):
+    """Start of chunk `index`: `index * chunk`, the last one moved back flush with `length`.
+
+    Every chunk is then a full `chunk` long (no padding copy); the last one
+    overlaps its predecessor by `num_chunks * chunk - length` entries.
+    """
+    if isinstance(index, int) and isinstance(length, int):
+        return min(index * chunk, length - chunk)
+    return ops.minimum(index * chunk, length - chunk)
+
+
+def slice_chunk(x, axis, start, chunk):
+    """`chunk` entries of `x` from `start` along `axis` (a dynamic slice)."""
+    starts = [0] * len(x.shape)
+    starts[axis] = start
+    shape = [ops.shape(x)[i] for i in range(len(x.shape))]
+    shape[axis] = chunk
+    return ops.slice(x, starts, shape)
+
+
+def merge_chunks(chunks, axis, chunk, length):
+    """Stacked outputs `[n, ...]` of the chunks of `chunk_start` -> `length` along `axis`.
+
+    The chunk axis is `axis + 1` of `chunks`; the rows that the last chunk
+    repeats from its predecessor are dropped.
+    """
+    n = ops.shape(chunks)[0]
+    merged = _flatten_chunks(chunks, axis)
+    if isinstance(n, int) and isinstance(length, int) and n * chunk == length:
+        return merged
+    keep = (n - 1) * chunk
+    lead = (slice(None),) * axis
+    return ops.concatenate(
+        [merged[lead + (slice(0, keep),)], merged[lead + (slice(keep + n * chunk - length, None),)]],
+        axis=axis,
+    )
+
+
+def _flatten_chunks(chunks, axis):
+    """`[n, d0, .., c, ..]` (chunk axis `axis + 1`) -> `[d0, .., n * c, ..]`."""
+    order = list(range(1, axis + 1)) + [0] + list(range(axis + 1, len(chunks.shape)))
+    moved = ops.transpose(chunks, order)
+    shape = [ops.shape(moved)[i] for i in range(len(moved.shape))]
+    return ops.reshape(moved, shape[:axis] + [shape[axis] * shape[axis + 1]] + shape[axis + 2:])
+
+
+def streamed_attention(q, key_value, project, value_width, mask, scale, key_chunk,
+                       compute_dtype, dropout_rate=0.0, seed_generator=None):
+    """`chunked_attention` over all queries at once with keys made chunk by chunk.
+
+    Instead of projected keys and values, takes the raw `key_value`
+    `[B, S, C]` and `project(chunk) -> (k [B, H, Sc, d], v [B, H, Sc, e])`
+    (`e = value_width`),
+    called on `key_chunk` tokens at a time inside the online-softmax loop,
+    so no `[B, S, qk]` or `[B, S, v]` array (nor a normalised copy of the
+    inputs, when `project` normalises) is ever held. Chunks are dynamic
+    slices of `key_value`; the last one is moved back flush with `S` and
+    its keys already seen are masked out (no padded copy). Same result as
+    `chunked_attention` (up to float rounding).
+    """
+    num_k = ops.shape(key_value)[1]
+    key_chunk = even_chunk(_clip_chunk(key_chunk, num_k), num_k)
+    # Scaled once here rather than every chunk's logits (one array less per step).
+    q = q * ops.cast(scale, q.dtype)
+    nk = _num_chunks(num_k, key_chunk)
+    drop, seeds = _chunk_dropout(dropout_rate, seed_generator, 1, nk)
+    ragged = not (isinstance(num_k, int) and num_k % key_chunk == 0)
+
+    def step(carry, i):
+        start = chunk_start(i, key_chunk, num_k)
+        k, v = project(slice_chunk(key_value, 1, start, key_chunk))
+        valid = None
+        if mask is not None:
+            valid = slice_chunk(mask, 2, start, key_chunk)[:, None]  # [B, 1, T, Sc]
+        if ragged:
+            # Keys before i * key_chunk were the previous chunk's.
+            fresh = ops.reshape(start + ops.arange(key_chunk) >= i * key_chunk, (1, 1, 1, -1))
+            valid = fresh if valid is None else ops.logical_and(valid, fresh)
+        seed = None if seeds is None else ops.take(seeds[0], i, axis=0)
+        return _online_step(carry, q, k, v, valid, 1.0, drop, seed, compute_dtype), None
+
+    (_, total, acc), _ = scan_range(step, _online_init(q, value_width), nk)
+    return ops.cast(acc / total, compute_dtype)

@@ -245,12 +245,12 @@ class BasicDecoder(keras.layers.Layer):
                 ops.cast(query_mask, "bool")[:, :, None],
                 (ops.shape(queries)[0], ops.shape(queries)[1], ops.shape(latents)[1]),
             )
-        outputs = self.decoding_cross_attention(
-            queries, latents, attention_mask=attention_mask, training=training
+        # The final projection runs inside the block's query chunks when the
+        # queries are chunked (no [B, O, C] array before it).
+        return self.decoding_cross_attention(
+            queries, latents, attention_mask=attention_mask, training=training,
+            output_layer=self.final_layer,
         )
-        if self.final_layer is not None:
-            outputs = self.final_layer(outputs)
-        return outputs
 
     def compute_output_shape(self, latents_shape, queries_shape=None, inputs_shape=None,
                              query_mask_shape=None, indices_shape=None):
