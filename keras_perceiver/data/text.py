@@ -178,7 +178,7 @@ def add_letter_noise(passage, rng, rate=NOISE_RATE):
     return a.astype(np.uint8).tobytes()
 
 
-def embedded_task(split, length=128, seed=0, add_special_tokens=True):
+def embedded_task(split, length=128, seed=0, add_special_tokens=True, copies=1):
     """The embedded labelled task (see the module docstring).
 
     Args:
@@ -189,12 +189,23 @@ def embedded_task(split, length=128, seed=0, add_special_tokens=True):
             `(seed, split)`, so train and test labels are independent).
         add_special_tokens: wrap as `[CLS] ... [SEP]`, as the exported
             classifier's serving signature does.
+        copies: labelled variants of each passage (`copies` times the
+            passages, in blocks, each with its own labels and noise draws;
+            `copies=1` is the first block of any larger `copies`).
 
     Returns:
-        `(token_ids int32 [N, length], {"shift": int32 [N], "noise": int32 [N]})`.
+        `(token_ids int32 [N, length], {"shift": int32 [N], "noise": int32 [N]})`,
+        `N = copies * len(embedded_passages(split, ...))`.
     """
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"copies: expected a positive int, got {copies!r}.")
+    if copies > 1:
+        blocks = [embedded_task(split, length, seed if c == 0 else [seed, c], add_special_tokens)
+                  for c in range(copies)]
+        return (np.concatenate([ids for ids, _ in blocks]),
+                {k: np.concatenate([labels[k] for _, labels in blocks]) for k in EMBEDDED_TASKS})
     passages = embedded_passages(split, length - 2 if add_special_tokens else length)
-    rng = np.random.default_rng([seed, SPLITS.index(split)])
+    rng = np.random.default_rng(np.append(seed, SPLITS.index(split)))
     shifts = rng.integers(0, EMBEDDED_TASKS["shift"], len(passages)).astype(np.int32)
     noisy = rng.integers(0, EMBEDDED_TASKS["noise"], len(passages)).astype(np.int32)
     out = []

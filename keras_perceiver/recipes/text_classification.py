@@ -29,12 +29,16 @@ Writes under `--output`: `plots/curves.png`, `metrics.json` with
 import os
 
 from keras_perceiver.recipes import common
+from keras_perceiver.recipes import flags
 from keras_perceiver.recipes.masked_lm import ENCODERS
 
 NAME = "text_classification"
 DECODER = dict(decoder_num_heads=1)
 CONFIGS = {name: dict(encoder, **DECODER) for name, encoder in ENCODERS.items()}
-DEFAULTS = dict(epochs=8, batch_size=32, learning_rate=2e-3, weight_decay=0.01, clip_norm=10.0,
+# 4 labelled variants of each training passage (fresh shift and noise draws), 4 epochs:
+# twice the steps of one variant x 8 epochs (90.1% held-out for seed 0), on more varied data.
+TRAIN_COPIES = 4
+DEFAULTS = dict(epochs=4, batch_size=32, learning_rate=2e-3, weight_decay=0.01, clip_norm=10.0,
                 schedule="warmup_cosine", warmup_steps=50)
 SMOKE = dict(epochs=2, steps_per_epoch=2, batch_size=4, warmup_steps=1)
 TFDS_SPLITS = {"glue/mnli": ("train", "validation_matched"), "glue": ("train", "validation")}
@@ -48,6 +52,9 @@ def make_parser():
     add("--train-split", help="tfds training split (default per data set)")
     add("--test-split", help="tfds held-out split (default per data set)")
     add("--max-eval-batches", type=int, default=200, help="held-out batches evaluated (200)")
+    add("--train-copies", type=flags._positive(int), default=TRAIN_COPIES,
+        help=f"embedded task: labelled variants of each training passage, each with its own shift "
+             f"and noise draws ({TRAIN_COPIES}); the held-out split has one")
     return parser
 
 
@@ -73,7 +80,8 @@ def load_data(args, length):
     if not args.dataset:
         parts, sizes = {}, {}
         for split in ("train", "test"):
-            ids, labels = text.embedded_task(split, length, seed=args.seed)
+            copies = args.train_copies if split == "train" else 1
+            ids, labels = text.embedded_task(split, length, seed=args.seed, copies=copies)
             weights = {k: np.ones(len(ids), np.float32) for k in labels}
             parts[split] = tf.data.Dataset.from_tensor_slices((ids, labels, weights))
             sizes[split] = len(ids)

@@ -65,6 +65,37 @@ def test_embedded_task_labels_are_exact():
     assert (other[1]["shift"] != labels["shift"]).any()
 
 
+def test_embedded_task_copies_draw_new_labels_and_noise():
+    one_ids, one = text.embedded_task("test", length=64, seed=0)
+    ids, labels = text.embedded_task("test", length=64, seed=0, copies=3)
+    n = len(one_ids)
+    assert ids.shape == (3 * n, 64) and all(len(v) == 3 * n for v in labels.values())
+    np.testing.assert_array_equal(ids[:n], one_ids)  # copies=1 is the first block
+    for task in text.EMBEDDED_TASKS:
+        np.testing.assert_array_equal(labels[task][:n], one[task])
+        # Each block draws its own labels: about 1/classes agree by chance, not all.
+        agree = (labels[task][n:2 * n] == labels[task][:n]).mean()
+        assert agree < 0.6, (task, agree)
+    # The same passage, undone of its shift, is the same text up to its noise.
+    for block in (1, 2):
+        for i in range(0, n, 97):
+            a = TOK.decode(ids[block * n + i]).encode()
+            b = TOK.decode(ids[i]).encode()
+            a = text.caesar_shift(a, -int(labels["shift"][block * n + i]))
+            b = text.caesar_shift(b, -int(labels["shift"][i]))
+            assert len(a) == len(b)
+            if not labels["noise"][block * n + i] and not labels["noise"][i]:
+                assert a == b
+    again = text.embedded_task("test", length=64, seed=0, copies=3)
+    np.testing.assert_array_equal(again[0], ids)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_embedded_task_bad_copies(bad):
+    with pytest.raises(ValueError, match="copies"):
+        text.embedded_task("test", length=64, copies=bad)
+
+
 def test_transforms():
     assert text.caesar_shift(b"xyz XYZ 09!", 3) == b"abc ABC 09!"
     assert text.caesar_shift(text.caesar_shift(b"Hello", 5), 21) == b"Hello"
