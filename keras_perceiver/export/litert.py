@@ -16,11 +16,39 @@ from keras_perceiver.export.signatures import _named_outputs
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
 
 
-def _model_function(model):
-    specs = [
-        tf.TensorSpec((None,) + tuple(t.shape[1:]), tf.as_dtype(t.dtype), name=t.name)
-        for t in model.inputs
-    ]
+def _token_length(model, sequence_length):
+    """The static length of a text model's `[B, L]` token input (None: not a text model)."""
+    ragged = [t for t in model.inputs if len(t.shape) == 2 and t.shape[1] is None
+              and "int" in str(t.dtype)]
+    max_length = None
+    if hasattr(model, "get_config"):
+        try:
+            max_length = model.get_config().get("max_length")
+        except NotImplementedError:
+            max_length = None
+    if sequence_length is None:
+        return max_length if ragged else None
+    if not ragged:
+        raise ValueError(
+            "export_litert: sequence_length applies to text models (a [batch, length] integer "
+            f"token input of unknown length); {type(model).__name__} has none.")
+    if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or not (
+            0 < sequence_length <= (max_length or sequence_length)):
+        raise ValueError(
+            f"export_litert: sequence_length must be an int in [1, {max_length}] (the model's "
+            f"max_length), got {sequence_length!r}.")
+    return sequence_length
+
+
+def _model_function(model, sequence_length=None):
+    length = _token_length(model, sequence_length)
+
+    def shape(t):
+        if length is not None and len(t.shape) == 2 and t.shape[1] is None:
+            return (None, length)
+        return (None,) + tuple(t.shape[1:])
+
+    specs = [tf.TensorSpec(shape(t), tf.as_dtype(t.dtype), name=t.name) for t in model.inputs]
     names = [s.name for s in specs]
 
     def serve(*args):
@@ -108,7 +136,8 @@ def _convert(saved_model_dir, quantization, representative, ops):
 
 
 def export_litert(model, path, quantization=None, representative_data=None, overwrite=False,
-                  raw_inputs=False, image_size=None, image_preprocessing=None):
+                  raw_inputs=False, image_size=None, image_preprocessing=None,
+                  sequence_length=None):
     """Writes `model` as a `.tflite` file (signature `serving_default`).
 
     By default the file takes the model's own named inputs (dynamic batch;
@@ -122,6 +151,10 @@ def export_litert(model, path, quantization=None, representative_data=None, over
 
     A `PerceiverSetModel` is written by `export_set_litert` (entities and
     mask of the model's `max_entities`, the SavedModel's named outputs).
+    Text models (`token_ids` of unknown length) are written for one static
+    length, `sequence_length` (default the model's `max_length`): pad
+    shorter inputs with PAD (0), which the models mask. Static lengths let
+    the attention take its one-shot path, so the file needs builtin ops only.
 
     Builtin ops only are tried first; if the converter needs TensorFlow ops,
     it falls back to `SELECT_TF_OPS` with a warning (that model then needs
@@ -145,6 +178,8 @@ def export_litert(model, path, quantization=None, representative_data=None, over
         image_size: with `raw_inputs`: the `(height, width)` the file takes.
         image_preprocessing: with `raw_inputs`: options as
             `export_saved_model`'s.
+        sequence_length: text models: the token length the file takes
+            (default `max_length`).
 
     Returns:
         `path`.
@@ -177,11 +212,14 @@ def export_litert(model, path, quantization=None, representative_data=None, over
 
         return export_set_litert(model, path, quantization=quantization, overwrite=overwrite)
     if raw_inputs:
+        if sequence_length is not None:
+            raise ValueError("export_litert: sequence_length applies to text models, not "
+                             "raw_inputs=True.")
         fn, names = _raw_image_function(model, image_size, image_preprocessing)
     elif image_size is not None or image_preprocessing is not None:
         raise ValueError("export_litert: image_size and image_preprocessing need raw_inputs=True.")
     else:
-        fn, names = _model_function(model)
+        fn, names = _model_function(model, sequence_length)
     representative = None
     if quantization == "int8":
         if representative_data is None:

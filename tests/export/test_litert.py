@@ -90,3 +90,51 @@ def test_bad_arguments(digits_model, tmp_path):
         export.export_litert(model, str(tmp_path / "a.tflite"), quantization="int4")
     with pytest.raises(ValueError, match=".tflite"):
         export.export_litert(model, str(tmp_path / "a.bin"))
+
+
+@pytest.mark.parametrize("task", ["masked_lm", "classifier"])
+def test_text_models_are_builtin_only_at_a_static_length(task, tmp_path):
+    """Text models' token input (unknown length in Keras) is written at `max_length`, so
+    the attention takes its one-shot path and no Flex op is needed."""
+    keras.utils.set_random_seed(0)
+    config = dict(max_length=24, d_model=16, num_latents=4, num_latent_channels=16, num_blocks=1,
+                  num_self_attends_per_block=1, num_self_attention_heads=2,
+                  num_cross_attention_heads=2, qk_channels=8, v_channels=16)
+    if task == "masked_lm":
+        model = keras_perceiver.models.PerceiverMaskedLM(**config)
+    else:
+        model = keras_perceiver.models.PerceiverTextClassifier(tasks={"a": 3, "b": 2}, **config)
+    path = _export(model, str(tmp_path / "text.tflite"))
+    runner = Interpreter(model_path=path).get_signature_runner("serving_default")
+    assert list(runner.get_input_details()["token_ids"]["shape_signature"]) == [-1, 24]
+    ids = np.zeros((2, 24), np.int32)
+    ids[0, :15] = np.arange(15) + 40
+    ids[1] = 90
+    got = runner(token_ids=ids)
+    expected = model(ids)
+    expected = expected if isinstance(expected, dict) else {"outputs": expected}
+    assert sorted(got) == sorted(expected)
+    for name, value in got.items():
+        np.testing.assert_allclose(value, keras.ops.convert_to_numpy(expected[name]),
+                                   atol=1e-4, rtol=0)
+    if task == "classifier":  # the padded row gives what the 15 real tokens alone give
+        alone = model(ids[:1, :15])
+        for name in got:
+            np.testing.assert_allclose(got[name][:1], keras.ops.convert_to_numpy(alone[name]),
+                                       atol=1e-4, rtol=0)
+        short = _export(model, str(tmp_path / "short.tflite"), sequence_length=15)
+        runner = Interpreter(model_path=short).get_signature_runner("serving_default")
+        assert list(runner.get_input_details()["token_ids"]["shape_signature"]) == [-1, 15]
+        got = runner(token_ids=ids[:1, :15])
+        for name in got:
+            np.testing.assert_allclose(got[name], keras.ops.convert_to_numpy(alone[name]),
+                                       atol=1e-4, rtol=0)
+        for bad in (0, 25, 2.0, True):
+            with pytest.raises(ValueError, match="sequence_length must be an int in"):
+                export.export_litert(model, str(tmp_path / "bad.tflite"), sequence_length=bad)
+        assert not os.path.exists(tmp_path / "bad.tflite")
+
+
+def test_sequence_length_needs_a_text_model(digits_model, tmp_path):
+    with pytest.raises(ValueError, match="sequence_length applies to text models"):
+        export.export_litert(digits_model[0], str(tmp_path / "a.tflite"), sequence_length=8)
