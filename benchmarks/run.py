@@ -60,7 +60,7 @@ def compare(args, matmul_gflops, work_dir, log):
     rows = []
     timeout = 120 if args.quick else 1800
     batches = (1, 8) if args.batch8 else (1,)
-    for name in FORWARD:
+    for name in args.workloads:
         directory = os.path.join(work_dir, name)
         prep = subprocess_json("benchmarks.worker", dict(role="prepare", workload=name,
                                                          quick=args.quick, dir=directory), timeout)
@@ -143,6 +143,8 @@ def render(args, matmul_gflops, rows, points, seconds):
             f"| {fmt(theirs.get('seconds'), '', 3) if 'seconds' in theirs else theirs.get('error') or theirs.get('skipped', '-')} "
             f"| {fmt(ratio(ours, theirs))} | {rss} | {fmt(r.get('gflops'), '', 1)} | {fmt(100 * r['roofline'], '%', 0) if 'roofline' in r else '-'} |"
         )
+    if not points:  # --no-scaling
+        return "\n".join(lines) + "\n"
     lines += ["", "## Scaling in the input size M and the output size O (fixed latents)", "",
               "perceiver: encoder over M inputs; decoder: O output queries into the latents "
               "(the size column is O); transformer: one plain self-attention layer over M.", "",
@@ -183,7 +185,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny models, ~2-3 minutes")
     parser.add_argument("--batch8", action="store_true", help="also batch 8 forwards")
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
+    parser.add_argument("--workloads", default=",".join(FORWARD),
+                        help=f"comma-separated subset of {','.join(FORWARD)} (default all)")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the scaling sweep")
     args = parser.parse_args(argv)
+    args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = sorted(set(args.workloads) - set(FORWARD))
+    if unknown or not args.workloads:
+        parser.error(f"--workloads: expected names among {','.join(FORWARD)}, got {unknown or 'none'}")
     start = time.perf_counter()
 
     def log(message):
@@ -194,14 +203,15 @@ def main(argv=None):
     log(f"matmul: {matmul}")
     with tempfile.TemporaryDirectory() as work_dir:
         rows = compare(args, matmul_gflops or float("nan"), work_dir, log)
-    points = scaling(args, log)
+    points = [] if args.no_scaling else scaling(args, log)
     text = render(args, matmul_gflops, rows, points, time.perf_counter() - start)
     print(text)
     tmp = args.output + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, args.output)
-    plot(points, os.path.join(os.path.dirname(args.output), "scaling.png"))
+    if points:
+        plot(points, os.path.join(os.path.dirname(args.output), "scaling.png"))
 
 
 if __name__ == "__main__":

@@ -34,3 +34,14 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path):
     result = run_module(["benchmarks.gpu", "--tiny"], tmp_path, 600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MLM MFU" in result.stdout and "flow forward, batch 8" in result.stdout
+
+
+def test_unknown_workload_is_refused(capsys):
+    import pytest
+
+    from benchmarks import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--quick", "--workloads", "mlm,bert"])
+    assert exit_info.value.code == 2
+    assert "expected names among mlm,image_learned" in capsys.readouterr().err
