@@ -4,6 +4,9 @@
 "keras", "transformers", "matmul"), workload, quick, batch, mode ("forward" or
 "train"), remat, dir (where "prepare" saved both frameworks' weights),
 repeats. Peak RSS is this process's `ru_maxrss` (everything it loaded).
+`jax` is made unimportable first: TensorFlow's `tf.lite` imports it when it
+is installed (+~0.10 GB that is not TensorFlow's own nor the model's; see
+`benchmarks.flow_memory`).
 """
 
 import json
@@ -174,5 +177,6 @@ ROLES = {"prepare": prepare, "keras": run_keras, "transformers": run_transformer
          "matmul": matmul_rate}
 
 if __name__ == "__main__":
+    sys.modules["jax"] = None  # `import jax` raises ImportError; tf.lite then skips it
     spec = json.loads(sys.argv[1])
     print(json.dumps(ROLES[spec["role"]](spec)))
