@@ -16,6 +16,7 @@ from keras import ops
 from keras_perceiver.layers import Attention
 from keras_perceiver.layers import CrossAttention
 from keras_perceiver.layers.chunked_attention import even_chunk
+from tests.layers.test_attention_chunked import assert_fit_alike
 from tests.layers.test_attention_chunked import input_gradients
 from tests.layers.test_attention_chunked import make_mask
 
@@ -124,14 +125,8 @@ def _block_model(query_chunk=None, key_chunk=None, queries=9, keys=13):
 def test_chunked_blocks_train_like_one_shot_in_fit(rng, chunking):
     x = [rng.normal(size=(4, 9, 3)).astype("float32"), rng.normal(size=(4, 13, 5)).astype("float32")]
     y = rng.normal(size=(4, 9, 1)).astype("float32")
-    plain, chunked = _block_model(), _block_model(**chunking)
-    chunked.set_weights(plain.get_weights())
-    for model in (plain, chunked):
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-        model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False)
-    for a, b in zip(plain.get_weights(), chunked.get_weights()):
-        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
-    assert not np.allclose(plain.get_weights()[0], _block_model().get_weights()[0])
+    assert_fit_alike(_block_model(), _block_model(**chunking), x, y,
+                     _block_model().get_weights()[0])
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel: TF")
