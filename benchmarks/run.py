@@ -128,9 +128,12 @@ def render(args, matmul_gflops, rows, points, seconds):
         "",
         f"fp32 matmul rate measured in this run: {fmt(matmul_gflops, ' GFLOP/s', 1)}.",
         "",
-        "| workload | mode | batch | ours (s) | transformers (s) | ratio | peak RSS ours / theirs (GB) | GFLOP/s (ours) | share of matmul rate |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    if rows:
+        lines += ["| workload | mode | batch | ours (s) | transformers (s) | ratio | peak RSS ours / theirs (GB) "
+                  "| GFLOP/s (ours) | share of matmul rate |", "|---|---|---|---|---|---|---|---|---|"]
+    else:
+        lines.append("(`--scaling-only`: no side-by-side workloads in this run.)")
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['name']} | {r['mode']} | {r['batch']} | {r['error']} | | | | | |")
@@ -148,13 +151,16 @@ def render(args, matmul_gflops, rows, points, seconds):
     lines += ["", "## Scaling in the input size M and the output size O (fixed latents)", "",
               "perceiver: encoder over M inputs; decoder: O output queries into the latents "
               "(the size column is O); transformer: one plain self-attention layer over M.", "",
-              "| model | M or O | forward (s) | peak RSS (GB) |", "|---|---|---|---|"]
+              "| model | M or O | forward (s) | forward CPU (s, all threads) | peak RSS (GB) |",
+              "|---|---|---|---|---|"]
     for p in points:
-        detail = f"{fmt(p.get('seconds'), '', 3)} | {fmt(p.get('peak_rss_gb'))}" if "seconds" in p else f"{p['error']} | -"
+        detail = (f"{fmt(p.get('seconds'), '', 3)} | {fmt(p.get('cpu_seconds'), '', 3)} | {fmt(p.get('peak_rss_gb'))}"
+                  if "seconds" in p else f"{p['error']} | - | -")
         lines.append(f"| {p['model']} | {p['inputs']} | {detail} |")
     for model, size in (("perceiver", "M"), ("decoder", "O"), ("transformer", "M")):
         pts = [p for p in points if p["model"] == model]
         lines.append(f"\nlog-log slope of time in {size}, {model}: {fmt(slope(pts, 'seconds'))}; "
+                     f"of CPU time: {fmt(slope(pts, 'cpu_seconds'))}; "
                      f"of peak RSS: {fmt(slope(pts, 'peak_rss_gb'))}")
     return "\n".join(lines) + "\n"
 
@@ -188,7 +194,11 @@ def main(argv=None):
     parser.add_argument("--workloads", default=",".join(FORWARD),
                         help=f"comma-separated subset of {','.join(FORWARD)} (default all)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling sweep")
+    parser.add_argument("--scaling-only", action="store_true",
+                        help="only the scaling sweep (no side-by-side workloads)")
     args = parser.parse_args(argv)
+    if args.scaling_only and args.no_scaling:
+        parser.error("--scaling-only and --no-scaling exclude each other")
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(args.workloads) - set(FORWARD))
     if unknown or not args.workloads:
@@ -201,8 +211,10 @@ def main(argv=None):
     matmul = subprocess_json("benchmarks.worker", dict(role="matmul", quick=args.quick), 300)
     matmul_gflops = matmul.get("gflops")
     log(f"matmul: {matmul}")
-    with tempfile.TemporaryDirectory() as work_dir:
-        rows = compare(args, matmul_gflops or float("nan"), work_dir, log)
+    rows = []
+    if not args.scaling_only:
+        with tempfile.TemporaryDirectory() as work_dir:
+            rows = compare(args, matmul_gflops or float("nan"), work_dir, log)
     points = [] if args.no_scaling else scaling(args, log)
     text = render(args, matmul_gflops, rows, points, time.perf_counter() - start)
     print(text)

@@ -26,6 +26,7 @@ def test_quick_benchmark_prints_its_table(tmp_path):
     assert "train (remat)" in table
     assert "log-log slope of time in M, perceiver" in table
     assert "log-log slope of time in O, decoder" in table
+    assert "of CPU time:" in table and "forward CPU (s, all threads)" in table
     assert "exit " not in table and "timeout" not in table, table
     assert output.read_text().strip() in table
 
@@ -45,3 +46,14 @@ def test_unknown_workload_is_refused(capsys):
         run.main(["--quick", "--workloads", "mlm,bert"])
     assert exit_info.value.code == 2
     assert "expected names among mlm,image_learned" in capsys.readouterr().err
+
+
+def test_scaling_only_and_no_scaling_exclude_each_other(capsys):
+    import pytest
+
+    from benchmarks import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--quick", "--scaling-only", "--no-scaling"])
+    assert exit_info.value.code == 2
+    assert "exclude each other" in capsys.readouterr().err
