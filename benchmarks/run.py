@@ -90,8 +90,13 @@ def scaling(args, log):
     width, latents, layers = (32, 64, 1) if args.quick else (256, 512, 4)
     points = []
     for model in ("perceiver", "decoder", "transformer"):
-        # The decoder (O outputs): two points in quick mode (the slope only).
-        for m in (sizes[::3] if args.quick and model == "decoder" else sizes):
+        if model == "decoder" and args.quick:
+            model_sizes = sizes[::3]  # two points in quick mode (the slope only)
+        elif model == "transformer" and not args.quick:
+            model_sizes = [2048, 4096] + sizes  # its M x M logits stop it after 8k: start lower
+        else:
+            model_sizes = sizes
+        for m in model_sizes:
             if model == "transformer":
                 need_gb = 4 * 4 * m * m / 2**30  # 4 heads of float32 M x M logits
                 if need_gb > PLAIN_TRANSFORMER_MAX_GB:
@@ -151,17 +156,21 @@ def render(args, matmul_gflops, rows, points, seconds):
     lines += ["", "## Scaling in the input size M and the output size O (fixed latents)", "",
               "perceiver: encoder over M inputs; decoder: O output queries into the latents "
               "(the size column is O); transformer: one plain self-attention layer over M.", "",
-              "| model | M or O | forward (s) | forward CPU (s, all threads) | peak RSS (GB) |",
-              "|---|---|---|---|---|"]
+              "working memory: the peak RSS minus the RSS before the first call (framework and input "
+              "already allocated).", "",
+              "| model | M or O | forward (s) | forward CPU (s, all threads) | peak RSS (GB) | input (GB) "
+              "| working memory (GB) |", "|---|---|---|---|---|---|---|"]
     for p in points:
         detail = (f"{fmt(p.get('seconds'), '', 3)} | {fmt(p.get('cpu_seconds'), '', 3)} | {fmt(p.get('peak_rss_gb'))}"
-                  if "seconds" in p else f"{p['error']} | - | -")
+                  f" | {fmt(p.get('input_gb'), '', 3)} | {fmt(p.get('working_gb'), '', 3)}"
+                  if "seconds" in p else f"{p['error']} | - | - | - | -")
         lines.append(f"| {p['model']} | {p['inputs']} | {detail} |")
     for model, size in (("perceiver", "M"), ("decoder", "O"), ("transformer", "M")):
         pts = [p for p in points if p["model"] == model]
         lines.append(f"\nlog-log slope of time in {size}, {model}: {fmt(slope(pts, 'seconds'))}; "
                      f"of CPU time: {fmt(slope(pts, 'cpu_seconds'))}; "
-                     f"of peak RSS: {fmt(slope(pts, 'peak_rss_gb'))}")
+                     f"of peak RSS: {fmt(slope(pts, 'peak_rss_gb'))}; "
+                     f"of working memory: {fmt(slope(pts, 'working_gb'))}")
     return "\n".join(lines) + "\n"
 
 
@@ -177,9 +186,9 @@ def plot(points, path):
     for model in ("perceiver", "decoder", "transformer"):
         pts = [p for p in points if p["model"] == model and "seconds" in p]
         axes[0].loglog([p["inputs"] for p in pts], [p["seconds"] for p in pts], "o-", label=model)
-        axes[1].loglog([p["inputs"] for p in pts], [p["peak_rss_gb"] for p in pts], "o-", label=model)
+        axes[1].loglog([p["inputs"] for p in pts], [p["working_gb"] for p in pts], "o-", label=model)
     axes[0].set(xlabel="inputs M (decoder: outputs O)", ylabel="forward seconds")
-    axes[1].set(xlabel="inputs M (decoder: outputs O)", ylabel="peak RSS (GB)")
+    axes[1].set(xlabel="inputs M (decoder: outputs O)", ylabel="working memory (GB)")
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(path)

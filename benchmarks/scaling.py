@@ -29,7 +29,8 @@ def measure(spec):
     from keras_perceiver.layers import SelfAttention
 
     m, width = spec["inputs"], spec["width"]
-    x = np.random.default_rng(0).normal(size=(1, m, width)).astype("float32")
+    x = np.random.default_rng(0).standard_normal(size=(1, m, width), dtype=np.float32)
+    before_gb = current_rss_gb()  # the framework and the input itself
     if spec["model"] == "perceiver":
         layer = PerceiverEncoder(
             num_latents=spec["latents"], num_latent_channels=width,
@@ -57,7 +58,14 @@ def measure(spec):
     # CPU seconds (all threads) as well as wall seconds: on a shared machine
     # the wall time follows the other jobs' load, the CPU time much less.
     return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
-            "first_seconds": first, "peak_rss_gb": peak_rss_gb()}
+            "first_seconds": first, "peak_rss_gb": peak_rss_gb(), "input_gb": x.nbytes / 2**30,
+            # What the forward adds on top of the framework and its input.
+            "working_gb": peak_rss_gb() - before_gb}
+
+
+def current_rss_gb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ def test_quick_benchmark_prints_its_table(tmp_path):
     assert "log-log slope of time in M, perceiver" in table
     assert "log-log slope of time in O, decoder" in table
     assert "of CPU time:" in table and "forward CPU (s, all threads)" in table
+    assert "of working memory:" in table
     assert "exit " not in table and "timeout" not in table, table
     assert output.read_text().strip() in table
 
