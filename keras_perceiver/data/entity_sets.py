@@ -85,11 +85,24 @@ def blob_sets(num_sets, min_entities=32, max_entities=512, num_clusters=4, min_g
     return {"entities": entities, "mask": mask, "labels": labels, "sizes": sizes}
 
 
-def context_free_accuracy(data):
+def context_free_accuracy(data, standardized=False):
     """Accuracy of the best rule that sees one point alone (its x coordinate
-    binned into 100 bins, majority label per bin, fit on `data` itself)."""
-    x = data["entities"][..., 0][data["mask"]]
-    y = data["labels"][data["mask"]]
+    binned into 100 bins, majority label per bin, fit on `data` itself).
+
+    With `standardized`, the coordinates are first standardized per set (its
+    mean and one standard deviation, like `PerceiverSetModel(
+    entity_normalization="isotropic")`): what a set's location and size
+    alone give away."""
+    entities, mask = data["entities"].astype("float64"), data["mask"]
+    if standardized:
+        weight = mask[..., None]
+        count = np.maximum(weight.sum(1, keepdims=True), 1)
+        centered = entities - (entities * weight).sum(1, keepdims=True) / count
+        variance = ((centered ** 2) * weight).sum((1, 2), keepdims=True) / count
+        std = np.sqrt(variance / entities.shape[-1])
+        entities = centered / np.maximum(std, 1e-12)
+    x = entities[..., 0][mask]
+    y = data["labels"][mask]
     bins = np.clip(((x + 5.0) * 10).astype(int), 0, 99)
     correct = 0
     for b in np.unique(bins):

@@ -8,13 +8,14 @@ from keras import ops
 
 from keras_perceiver.layers import validation
 from keras_perceiver.layers.attention import ACTIVATIONS
-from keras_perceiver.layers.attention import MLP
 from keras_perceiver.layers.blocks import CrossAttention
 from keras_perceiver.layers.encoder import PerceiverEncoder
 from keras_perceiver.layers.position_encoding import TrainablePositionEncoding
 from keras_perceiver.layers.utils import dense_initializer
 from keras_perceiver.models import presets
 from keras_perceiver.models.input_checks import CheckedInputs
+from keras_perceiver.models.set_embedding import NORMALIZATIONS
+from keras_perceiver.models.set_embedding import EntityEmbedding
 from keras_perceiver.models.task import CONFIG_FILE
 from keras_perceiver.models.task import PerceiverTask
 
@@ -23,7 +24,8 @@ BLOBS_PRESET = "set_perceiver_blobs"
 BLOBS_CONFIG = dict(num_features=2, num_classes=4, max_entities=2048, num_latents=32,
                     num_latent_channels=64, num_blocks=1, num_self_attends_per_block=1,
                     num_self_attention_heads=4, num_cross_attention_heads=4,
-                    num_cross_attends=2, decoder_num_heads=4, decoder_widening_factor=2)
+                    num_cross_attends=2, decoder_num_heads=4, decoder_widening_factor=2,
+                    entity_normalization="isotropic")
 
 
 def _check_categorical_fields(num_features, fields):
@@ -47,56 +49,6 @@ def _check_categorical_fields(num_features, fields):
     if len(out) == num_features:
         raise ValueError(f"{expected[:-1]}; at least one column must stay continuous.")
     return dict(sorted(out.items()))
-
-
-class EntityEmbedding(keras.layers.Layer):
-    """`[B, N, F]` -> `[B, N, E]`: Dense of the continuous columns plus one
-    `Embedding` per categorical column, then a residual per-entity MLP."""
-
-    def __init__(self, embedding_dim, categorical_fields, activation="gelu_tanh",
-                 layer_norm_epsilon=1e-5, **kwargs):
-        super().__init__(**kwargs)
-        self.embedding_dim = embedding_dim
-        self.categorical_fields = dict(categorical_fields)
-        self.activation = activation
-        self.layer_norm_epsilon = layer_norm_epsilon
-
-    def build(self, entities_shape, mask_shape=None):
-        num_features = entities_shape[-1]
-        self.continuous = [i for i in range(num_features) if i not in self.categorical_fields]
-        init = dense_initializer("variance_scaling")
-        self.dense = keras.layers.Dense(self.embedding_dim, kernel_initializer=init,
-                                        dtype=self.dtype_policy, name="continuous")
-        self.dense.build(tuple(entities_shape[:-1]) + (len(self.continuous),))
-        self.tables = []
-        for index, size in self.categorical_fields.items():
-            table = keras.layers.Embedding(size, self.embedding_dim, dtype=self.dtype_policy,
-                                           name=f"categorical_{index}")
-            table.build(tuple(entities_shape[:-1]))
-            self.tables.append((index, size, table))
-        self.layer_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="mlp_layer_norm")
-        self.layer_norm.build(tuple(entities_shape[:-1]) + (self.embedding_dim,))
-        self.mlp = MLP(widening_factor=2, activation=self.activation,
-                       dtype=self.dtype_policy, name="mlp")
-        self.mlp.build(tuple(entities_shape[:-1]) + (self.embedding_dim,))
-        self.built = True
-
-    def call(self, entities, mask):
-        if self.tables:
-            continuous = ops.take(entities, self.continuous, axis=-1)
-        else:
-            continuous = entities
-        x = self.dense(continuous)
-        for index, size, table in self.tables:
-            # Padded entities may hold anything: their ids are replaced by 0.
-            ids = ops.cast(ops.round(entities[..., index]), "int32")
-            ids = ops.where(mask, ops.clip(ids, 0, size - 1), 0)
-            x = x + table(ids)
-        return x + self.mlp(self.layer_norm(x))
-
-    def compute_output_shape(self, entities_shape, mask_shape=None):
-        return tuple(entities_shape[:-1]) + (self.embedding_dim,)
 
 
 @keras.saving.register_keras_serializable(package="keras_perceiver")
@@ -127,6 +79,11 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
         max_entities: the largest `N` accepted (checked eagerly and in the
             SavedModel signature); the weights do not depend on it.
         embedding_dim: entity embedding width (None: `num_latent_channels`).
+        entity_normalization: None, or standardize each set's continuous
+            columns over its real entities before the embedding: "feature"
+            (per column) or "isotropic" (one scale for all columns: keeps
+            the geometry of point coordinates). A set-level statistic, so
+            the model becomes invariant to moving (and scaling) a set.
         num_cross_attends: how often the latents read the entities: the
             encoder's cross-attention, then (with its own weights) each
             extra one after the encoder's self-attention, when the latents
@@ -167,6 +124,7 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
         categorical_fields=None,
         max_entities=512,
         embedding_dim=None,
+        entity_normalization=None,
         num_latents=32,
         num_latent_channels=64,
         num_blocks=1,
@@ -203,6 +161,9 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
         if activation not in ACTIVATIONS:
             raise ValueError(f"{cls}: activation must be one of {ACTIVATIONS}, received {activation!r}.")
         categorical_fields = _check_categorical_fields(num_features, categorical_fields)
+        if entity_normalization not in NORMALIZATIONS:
+            raise ValueError(f"{cls}: entity_normalization must be one of {NORMALIZATIONS}, "
+                             f"received {entity_normalization!r}.")
         args = {k: v for k, v in locals().items()
                 if k not in ("self", "kwargs", "__class__", "cls")}
         embedding_dim = embedding_dim or num_latent_channels
@@ -210,7 +171,8 @@ class PerceiverSetModel(CheckedInputs, PerceiverTask):
                                    "decoder_num_heads", decoder_num_heads)
 
         embedding = EntityEmbedding(embedding_dim, categorical_fields, activation=activation,
-                                    layer_norm_epsilon=layer_norm_epsilon, name="entity_embedding")
+                                    layer_norm_epsilon=layer_norm_epsilon,
+                                    normalization=entity_normalization, name="entity_embedding")
         encoder = PerceiverEncoder(
             num_latents, num_latent_channels, num_blocks=num_blocks,
             num_self_attends_per_block=num_self_attends_per_block,

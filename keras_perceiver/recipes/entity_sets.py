@@ -31,7 +31,8 @@ CONFIGS = {
     "default": {k: v for k, v in BLOBS_CONFIG.items() if k not in ("num_features", "num_classes")},
     "smoke": dict(num_latents=4, num_latent_channels=8, num_blocks=1,
                   num_self_attends_per_block=1, num_self_attention_heads=2,
-                  num_cross_attention_heads=1, decoder_num_heads=1, max_entities=2048),
+                  num_cross_attention_heads=1, decoder_num_heads=1, max_entities=2048,
+                  entity_normalization="isotropic"),
 }
 COST_SIZES = (64, 256, 512, 2048)
 
@@ -55,13 +56,14 @@ def transformer_depth(config):
 
 def build_transformer(config, num_features=2, num_classes=NUM_CLASSES):
     """A plain pre-LayerNorm Transformer encoder over the entities (the
-    baseline): the Perceiver's entity embedding, `transformer_depth(config)`
-    layers of `keras.layers.MultiHeadAttention` (masked keys) + MLP of the
-    same width, heads and widening, and a per-entity head; padded outputs 0."""
+    baseline): the Perceiver's entity embedding (and `entity_normalization`),
+    `transformer_depth(config)` layers of `keras.layers.MultiHeadAttention`
+    (masked keys) + MLP of the same width, heads and widening, and a
+    per-entity head; padded outputs 0."""
     import keras
     from keras import ops
 
-    from keras_perceiver.models.set_model import EntityEmbedding
+    from keras_perceiver.models.set_embedding import EntityEmbedding
 
     width = config["num_latent_channels"]
     heads = config["num_self_attention_heads"]
@@ -70,7 +72,8 @@ def build_transformer(config, num_features=2, num_classes=NUM_CLASSES):
     mask_input = keras.Input((None,), name="mask")
     mask = ops.not_equal(mask_input, 0)
     pair_mask = ops.logical_and(mask[:, None, :], ops.ones_like(mask)[:, :, None])
-    x = EntityEmbedding(width, {}, name="entity_embedding")(entities, mask)
+    x = EntityEmbedding(width, {}, normalization=config.get("entity_normalization"),
+                        name="entity_embedding")(entities, mask)
     for i in range(transformer_depth(config)):
         h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"ln_attention_{i}")(x)
         h = keras.layers.MultiHeadAttention(heads, width // heads, name=f"attention_{i}")(
@@ -329,7 +332,9 @@ def main(argv=None):
                             per_epoch, epochs * per_epoch)
     metrics = {"test_accuracy": accuracy(model, test), "test_accuracy_n512":
                accuracy(model, test_512), "train_seconds": seconds,
-               "context_free_accuracy": entity_sets.context_free_accuracy(test)}
+               "context_free_accuracy": entity_sets.context_free_accuracy(test),
+               "context_free_accuracy_standardized":
+                   entity_sets.context_free_accuracy(test, standardized=True)}
     if args.compare:
         metrics.update(_compare(run, train, held_out, test, test_512, epochs, per_epoch))
     if args.save_preset and run.chief:

@@ -53,9 +53,11 @@ def test_output_shape_and_masked_outputs_are_zero(rng):
 
 @pytest.mark.parametrize("num_set_classes", [None, 2])
 def test_permutation_equivariance(rng, num_set_classes):
-    # With a set output, also a second cross-attention to the entities.
+    # With a set output, also a second cross-attention to the entities and
+    # the per-set standardization of the continuous columns.
     model = small_model(num_set_classes=num_set_classes,
-                        num_cross_attends=2 if num_set_classes else 1)
+                        num_cross_attends=2 if num_set_classes else 1,
+                        entity_normalization="feature" if num_set_classes else None)
     randomize(model, rng)
     x = make_inputs(rng, sizes=(12, 9))
     order = rng.permutation(12)
@@ -75,9 +77,11 @@ def test_permutation_equivariance(rng, num_set_classes):
 
 @pytest.mark.parametrize("num_set_classes", [None, 2])
 def test_padding_entities_change_nothing(rng, num_set_classes):
-    # With a set output, also a second cross-attention to the entities.
+    # With a set output, also a second cross-attention to the entities and
+    # the per-set standardization of the continuous columns.
     model = small_model(num_set_classes=num_set_classes,
-                        num_cross_attends=2 if num_set_classes else 1)
+                        num_cross_attends=2 if num_set_classes else 1,
+                        entity_normalization="feature" if num_set_classes else None)
     randomize(model, rng)
     x = make_inputs(rng, sizes=(10, 6), length=10)
     # Appended padding with random features, categorical junk included.
@@ -96,6 +100,28 @@ def test_padding_entities_change_nothing(rng, num_set_classes):
     x["entities"][1, 6:] = rng.normal(size=(4, 4)) * 10
     np.testing.assert_allclose(numpy(model(x))if not num_set_classes
                                else numpy(model(x))["entity_logits"], a, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["feature", "isotropic"])
+def test_entity_normalization(rng, mode):
+    from keras_perceiver.models.set_embedding import normalize_set
+
+    x = make_inputs(rng, sizes=(12, 7))
+    x["entities"][1, 7:] = 1e4  # junk in the padding
+    out = numpy(normalize_set(x["entities"][..., :3], x["mask"], mode))
+    for s, n in enumerate((12, 7)):
+        real = x["entities"][s, :n, :3].astype("float64")
+        std = real.std(0) if mode == "feature" else np.sqrt(real.var(0).mean())
+        np.testing.assert_allclose(out[s, :n], (real - real.mean(0)) / std, atol=1e-5)
+    assert np.all(out[1, 7:] == 0.0)
+    # The model ignores where a set lies and (isotropic) how large it is.
+    model = small_model(entity_normalization=mode)
+    randomize(model, rng)
+    a = numpy(model(x))
+    moved = {k: v.copy() for k, v in x.items()}
+    moved["entities"][..., :3] = moved["entities"][..., :3] * (
+        2.5 if mode == "isotropic" else np.array([2.5, 0.5, 4.0], "float32")) + [3.0, -7.0, 1.0]
+    np.testing.assert_allclose(numpy(model(moved)), a, atol=1e-4, rtol=0)
 
 
 def test_categorical_field_is_embedded(rng):
@@ -212,6 +238,7 @@ def test_bad_inputs_name_what_was_expected(rng):
     (dict(num_features=1, categorical_fields={0: 3}), "at least one column"),
     (dict(num_classes=0), "num_classes"),
     (dict(num_cross_attends=0), "num_cross_attends"),
+    (dict(entity_normalization="set"), "entity_normalization must be one of"),
     (dict(embedding_dim=15, decoder_num_heads=2), "embedding_dim=15 must be divisible"),
     (dict(num_latent=4), "did you mean 'num_latents'"),
 ])

@@ -21,6 +21,13 @@ def test_blob_sets_are_deterministic_padded_and_need_context():
         assert set(labels[mask].tolist()) == {0, 1, 2, 3}  # every blob is visible
     # One point's own coordinates tell little: the set is needed.
     assert entity_sets.context_free_accuracy(data) < 0.6
+    # Standardized per set, a point's x says much more, and moving or scaling
+    # a set changes nothing then.
+    standardized = entity_sets.context_free_accuracy(data, standardized=True)
+    assert standardized > 0.8
+    moved = dict(data, entities=data["entities"] * 3.0 + np.array([5.0, -2.0], "float32"))
+    assert entity_sets.context_free_accuracy(moved, standardized=True) == standardized
+    assert entity_sets.context_free_accuracy(moved) != entity_sets.context_free_accuracy(data)
     other = entity_sets.blob_sets(40, min_entities=32, max_entities=128, seed=4)
     assert not np.array_equal(other["entities"], data["entities"])
 
