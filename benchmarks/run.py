@@ -123,7 +123,8 @@ def render(args, matmul_gflops, rows, points, seconds):
     lines = [
         "# Benchmark results",
         "",
-        f"`python -m benchmarks.run{' --quick' if args.quick else ''}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"`python -m benchmarks.run{' --quick' if args.quick else ''}{' --scaling-only' if args.scaling_only else ''}`, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} CPU cores, fp32, TensorFlow backend (ours) vs transformers (PyTorch); "
         f"{seconds / 60:.1f} min in all.",
         "Each figure is one process: time = best of the timed repeats after one warm-up; peak RSS = "
