@@ -64,11 +64,11 @@ def run(name, output=None, seed=None):
     return value, passed, description, time.time() - start, _cpu_seconds() - cpu
 
 
-def run_text(name, output):
+def run_text(name, output, seed=None):
     """Delegates to `benchmarks.text_floors` (it prints its own lines); returns passed."""
     from benchmarks import text_floors
 
-    passed, _ = text_floors.FLOORS[name](output)
+    passed, _ = text_floors.FLOORS[name](output, seed)
     return passed
 
 
@@ -83,13 +83,11 @@ def main(argv=None):
     unknown = sorted(set(names) - set(known))
     if unknown:
         parser.error(f"no floor for {unknown}; expected some of {sorted(known)}")
-    if args.seed is not None and set(names) & set(TEXT_FLOORS):
-        parser.error("--seed: the text floors (benchmarks.text_floors) run their default seed only")
     output = args.output or tempfile.mkdtemp(prefix="recipe-floors-")
     failed = []
     for name in names:
         if name in TEXT_FLOORS:
-            passed = run_text(name, output)
+            passed = run_text(name, output, args.seed)
         else:
             value, passed, description, seconds, cpu = run(name, output, args.seed)
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -3,6 +3,7 @@
     python -m benchmarks.text_floors masked_lm            # MLM: masked-byte accuracy >= 2x baseline
     python -m benchmarks.text_floors text_classification  # >= 90% held-out; MLM init beats scratch
     python -m benchmarks.text_floors all
+    python -m benchmarks.text_floors all --seed 1 --output runs/floors-seed1   # another seed
 
 `masked_lm`: the default recipe; its held-out masked-byte accuracy (held-out
 topics, fixed masks) must be at least twice the accuracy of always
@@ -50,8 +51,12 @@ def _run(recipe, output, extra=()):
             round(_cpu_s() - cpu, 1))
 
 
-def masked_lm_floor(base):
-    metrics, wall, load, cpu = _run("masked_lm", os.path.join(base, "masked_lm"))
+def _seed_flags(seed):
+    return [] if seed is None else ["--seed", str(seed)]
+
+
+def masked_lm_floor(base, seed=None):
+    metrics, wall, load, cpu = _run("masked_lm", os.path.join(base, "masked_lm"), _seed_flags(seed))
     ratio = metrics["test_masked_accuracy"] / metrics["baseline_accuracy"]
     ok = ratio >= 2.0
     print(f"FLOOR masked_lm: masked-byte accuracy {metrics['test_masked_accuracy']:.4f} = "
@@ -61,13 +66,14 @@ def masked_lm_floor(base):
                 "masked_lm_cpu_s": cpu}
 
 
-def text_classification_floor(base):
+def text_classification_floor(base, seed=None):
     mlm_dir = os.path.join(base, "masked_lm")
     if not os.path.exists(os.path.join(mlm_dir, "metrics.json")):
-        masked_lm_floor(base)
-    scratch, wall_a, load_a, cpu_a = _run("text_classification", os.path.join(base, "text_scratch"))
+        masked_lm_floor(base, seed)
+    scratch, wall_a, load_a, cpu_a = _run("text_classification", os.path.join(base, "text_scratch"),
+                                          _seed_flags(seed))
     tuned, wall_b, load_b, cpu_b = _run("text_classification", os.path.join(base, "text_from_mlm"),
-                                 ["--init-from-mlm", mlm_dir])
+                                        ["--init-from-mlm", mlm_dir, *_seed_flags(seed)])
     ok_floor = scratch["test_accuracy"] >= 0.9
     ok_init = tuned["test_accuracy"] > scratch["test_accuracy"]
     print(f"FLOOR text_classification: held-out accuracy {scratch['test_accuracy']:.4f} from "
@@ -86,11 +92,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("name", choices=sorted(FLOORS) + ["all"])
     parser.add_argument("--output", default=os.path.join("runs", "floors"))
+    parser.add_argument("--seed", type=int, help="the recipes' --seed (default: theirs); use a "
+                        "fresh --output per seed (runs found there are reused)")
     args = parser.parse_args(argv)
     names = sorted(FLOORS) if args.name == "all" else [args.name]
     results, ok = {}, True
     for name in names:
-        passed, results[name] = FLOORS[name](args.output)
+        passed, results[name] = FLOORS[name](args.output, args.seed)
         ok = ok and passed
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "text_floors.json"), "w") as f:

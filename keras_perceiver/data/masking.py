@@ -74,6 +74,16 @@ def _check_rates(mask_rate, strategy, mask_token_rate, random_token_rate):
         raise ValueError(f"mask_bytes: expected `strategy` in {STRATEGIES}, received {strategy!r}.")
 
 
+def _check_unmasked_weight(value):
+    if tf.is_tensor(value):
+        if value.shape.rank not in (None, 0):
+            raise ValueError(
+                f"mask_bytes: expected `unmasked_weight` as a scalar, received shape {value.shape}.")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"mask_bytes: expected `unmasked_weight` as a float >= 0, received {value!r}.")
+
+
 def _as_seed(seed):
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     if seed.shape.rank != 1 or (seed.shape[0] is not None and seed.shape[0] != 2):
@@ -132,6 +142,7 @@ def mask_bytes(
     strategy="whole_word",
     mask_token_rate=0.8,
     random_token_rate=0.1,
+    unmasked_weight=0.0,
 ):
     """Masks byte token ids for masked-language-model training.
 
@@ -144,15 +155,22 @@ def mask_bytes(
         mask_token_rate: fraction of the chosen bytes replaced by ``[MASK]``.
         random_token_rate: fraction of the chosen bytes replaced by a random
             byte; the rest stay unchanged.
+        unmasked_weight: the weight of the positions not chosen that are
+            not PAD (a float >= 0, or a scalar tensor). 0 (the paper)
+            scores the chosen bytes only; a positive weight adds an
+            auxiliary copy loss on the unmasked bytes (see
+            ``keras_perceiver.recipes.masked_lm``).
 
     Returns:
         ``(masked_ids, labels, sample_weight)``: the masked ids (dtype and
         shape of ``token_ids``), the original ids, and ``float32`` weights
-        that are 1 at the chosen positions and 0 elsewhere.
+        that are 1 at the chosen positions, ``unmasked_weight`` at the
+        other non-PAD positions and 0 at PAD.
 
     Raises:
         ValueError: on a rate outside ``[0, 1]``, an unknown strategy, a
-            seed that is not two integers or ids that are not rank 1 or 2.
+            seed that is not two integers, ids that are not rank 1 or 2
+            or an ``unmasked_weight`` below 0 or not a scalar.
         TypeError: on non-integer ids.
 
     Example:
@@ -164,6 +182,7 @@ def mask_bytes(
     ([0, 0, 0], [0.0, 0.0, 0.0])
     """
     _check_rates(mask_rate, strategy, mask_token_rate, random_token_rate)
+    _check_unmasked_weight(unmasked_weight)
     ids = tf.convert_to_tensor(token_ids)
     if not ids.dtype.is_integer:
         raise TypeError(f"mask_bytes: expected integer token ids, received dtype {ids.dtype.name}.")
@@ -190,7 +209,8 @@ def mask_bytes(
         shape, seeds[3], minval=_FIRST_BYTE_ID, maxval=_VOCAB_SIZE, dtype=tf.int32
     )
     masked = tf.where(to_mask, _MASK_ID, tf.where(to_random, random_bytes, work))
-    weights = tf.cast(chosen, tf.float32)
+    weights = tf.where(chosen, 1.0, tf.where(
+        work != BytesTokenizer.PAD_ID, tf.cast(unmasked_weight, tf.float32), 0.0))
     if rank == 1:
         masked, weights = masked[0], weights[0]
     return tf.cast(masked, ids.dtype), labels, weights

@@ -332,15 +332,26 @@ def epoch_stream(dataset, batch_size, steps_per_epoch, seed=0, first_epoch=0, ep
     return stream
 
 
-def mask_stream(stream, seed=0, **mask_kwargs):
+def mask_stream(stream, seed=0, copy_weight=0.0, copy_epochs=0, **mask_kwargs):
     """`epoch_stream` batches of token ids -> `(masked_ids, labels, sample_weight)`, the masks drawn
-    from `(seed, epoch, step)` (see `keras_perceiver.data.masking.mask_bytes`)."""
+    from `(seed, epoch, step)` (see `keras_perceiver.data.masking.mask_bytes`).
+
+    `copy_weight` weighs the unmasked non-PAD bytes (an auxiliary copy loss;
+    `mask_bytes`'s `unmasked_weight`) in the first `copy_epochs` epochs and
+    0 after them when `copy_epochs > 0`, in every epoch otherwise."""
     from keras_perceiver.data import masking
 
+    if isinstance(copy_weight, bool) or not isinstance(copy_weight, (int, float)) or not copy_weight >= 0:
+        raise ValueError(f"mask_stream: expected `copy_weight` as a float >= 0, received {copy_weight!r}.")
+    if isinstance(copy_epochs, bool) or not isinstance(copy_epochs, int) or copy_epochs < 0:
+        raise ValueError(f"mask_stream: expected `copy_epochs` as an int >= 0, received {copy_epochs!r}.")
     base = tf.constant(int(seed), tf.int64)
 
     def fn(epoch, step, ids):
         index = tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(step, tf.int64)
-        return masking.mask_bytes(ids, tf.stack([base, index]), **mask_kwargs)
+        weight = tf.constant(float(copy_weight))
+        if copy_epochs:
+            weight = tf.where(epoch < copy_epochs, weight, 0.0)
+        return masking.mask_bytes(ids, tf.stack([base, index]), unmasked_weight=weight, **mask_kwargs)
 
     return stream.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

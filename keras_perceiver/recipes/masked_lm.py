@@ -15,6 +15,15 @@ to global norm 10) with a linear warm-up then cosine decay. The paper's run
 LAMB 1.25e-3, 1k warm-up steps and 500k steps; the defaults here are a small
 model on 128-byte passages that trains in minutes on a CPU.
 
+Departure from the paper for the small CPU budget: `--copy-loss-weight W`
+also scores the bytes that were *not* chosen (not PAD) with weight `W`, an
+auxiliary copy loss, for the first `--copy-loss-epochs` epochs. With 15% of
+the bytes scored, the small model's latents do not learn to route positions
+within ~3k steps (it predicts the byte distribution, `e`); scoring every
+byte teaches the routing (the training accuracy leaves the plateau after
+~800 steps), and the masked loss alone then uses it. The held-out metric
+scores the chosen bytes only. `--preset` runs (the paper's) default to 0.
+
 Writes under `--output` (see `keras_perceiver.recipes.common`):
 `plots/curves.png`, `plots/masked_text.png` (held-out passages: the masked
 input, the model's fills, the original), `metrics.json` with
@@ -48,7 +57,12 @@ CONFIGS = {
 DEFAULTS = dict(epochs=40, batch_size=32, learning_rate=2e-3, weight_decay=0.01, clip_norm=10.0,
                 schedule="warmup_cosine", warmup_steps=100)
 SMOKE = dict(epochs=2, steps_per_epoch=2, batch_size=4, warmup_steps=1)
-PAPER = dict(steps=500_000, batch_size=2048, learning_rate=1.25e-3, warmup_steps=1000)
+PAPER = dict(steps=500_000, batch_size=2048, learning_rate=1.25e-3, warmup_steps=1000,
+             copy_loss_weight=0.0)
+# The auxiliary copy loss (a departure, see the module docstring): weight 1 on the unmasked bytes
+# for the first 20 of the 40 default epochs (measured: 1.69x the baseline at seed 0, against 1.49x
+# without; a linear decay over 30 epochs 1.70x, weight 1 in all 40 epochs 1.65x).
+COPY_LOSS = dict(weight=1.0, epochs=20)
 # Held-out split per tfds name (default: "test" when the set has one).
 TFDS_SPLITS = {"wikipedia": ("train[:99%]", "train[99%:]"), "c4": ("train", "validation"),
                "glue": ("train", "validation")}
@@ -63,6 +77,12 @@ def make_parser():
     add("--train-split", help="tfds training split (default per data set)")
     add("--test-split", help="tfds held-out split (default per data set)")
     add("--max-eval-batches", type=int, default=50, help="held-out batches evaluated (50)")
+    add("--copy-loss-weight", type=float, default=COPY_LOSS["weight"],
+        help="weight of an auxiliary copy loss on the unmasked non-PAD bytes: a departure from "
+             "the paper for the small CPU budget, see above (default %(default)s; 0 = the paper, "
+             "the default with --preset)")
+    add("--copy-loss-epochs", type=int, default=COPY_LOSS["epochs"],
+        help="score the copy loss in the first N epochs only (0: in all; default %(default)s)")
     return parser
 
 
@@ -76,6 +96,8 @@ def parse(argv=None):
                 setattr(args, key, value)
     if not 0 < args.mask_rate <= 1:
         parser.error("--mask-rate must be in (0, 1]")
+    if not args.copy_loss_weight >= 0 or args.copy_loss_epochs < 0:
+        parser.error("--copy-loss-weight and --copy-loss-epochs must be >= 0")
     return args
 
 
@@ -138,11 +160,15 @@ def main(argv=None):
     mask = dict(strategy=args.mask_strategy, mask_rate=args.mask_rate)
     print(f"{NAME}: {args.dataset or 'pydoc topics (embedded)'}: {num_train} passages of "
           f"{length} bytes; {epochs} epochs x {steps_per_epoch} steps of {batch}; "
-          f"{args.mask_strategy} masking {args.mask_rate:.0%}")
+          f"{args.mask_strategy} masking {args.mask_rate:.0%}" + (
+              f"; copy loss weight {args.copy_loss_weight:g} on the unmasked bytes"
+              + (f" for {args.copy_loss_epochs} epochs" if args.copy_loss_epochs else "")
+              if args.copy_loss_weight else ""))
 
-    def train_fn(first_epoch):
+    def train_fn(first_epoch, copy_weight=args.copy_loss_weight):
         stream = text.epoch_stream(train, batch, steps_per_epoch, args.seed, first_epoch, epochs)
-        return text.mask_stream(stream, args.seed, **mask).prefetch(2)
+        return text.mask_stream(stream, args.seed, copy_weight, args.copy_loss_epochs,
+                                **mask).prefetch(2)
 
     # Held-out batches with masks fixed by the seed (epoch -1 never occurs in training).
     heldout = text.mask_stream(
@@ -159,7 +185,7 @@ def main(argv=None):
             monitor="val_accuracy", mode="max")
 
     # --- held-out evaluation (final weights) -------------------------------
-    common_byte = most_frequent_label(train_fn(0).take(max(1, min(50, steps_per_epoch))))
+    common_byte = most_frequent_label(train_fn(0, copy_weight=0.0).take(max(1, min(50, steps_per_epoch))))
     correct = baseline = total = 0
     shown = None
     for masked, labels, weights in heldout:

@@ -126,6 +126,37 @@ def test_seeded_and_deterministic(ids):
     assert masked.dtype == tf.int64 and masked.shape == (256,) and weights.shape == (256,)
 
 
+@pytest.mark.parametrize("strategy", masking.STRATEGIES)
+def test_unmasked_weight_scores_the_other_bytes_but_never_pad(ids, strategy):
+    """The auxiliary copy loss's weights: chosen bytes 1, other non-PAD ids `w`, PAD 0; the
+    masks themselves do not depend on `w`."""
+    plain = [t.numpy() for t in masking.mask_bytes(ids, (3, 4), strategy=strategy)]
+    masked, labels, weights = [
+        t.numpy() for t in masking.mask_bytes(ids, (3, 4), strategy=strategy, unmasked_weight=0.25)]
+    np.testing.assert_array_equal(masked, plain[0])
+    np.testing.assert_array_equal(labels, plain[1])
+    chosen, pad = plain[2] == 1, ids == TOK.PAD_ID
+    assert set(np.unique(plain[2])) == {0.0, 1.0} and chosen.any() and pad.any()
+    np.testing.assert_array_equal(weights[chosen], 1.0)
+    np.testing.assert_array_equal(weights[pad], 0.0)
+    np.testing.assert_array_equal(weights[~chosen & ~pad], 0.25)
+    assert (~chosen & ~pad).sum() > 4 * chosen.sum()
+
+
+def test_mask_stream_drops_the_copy_weight_after_copy_epochs():
+    from keras_perceiver.data import text
+
+    ids = tf.data.Dataset.from_tensor_slices(corpus(rows=8, length=64))
+    stream = text.mask_stream(text.epoch_stream(ids, 4, 1, 0, 0, 4), 0, copy_weight=0.5, copy_epochs=2)
+    unmasked = []
+    for masked, labels, weights in stream:
+        w = weights.numpy()[(labels.numpy() != TOK.PAD_ID) & (weights.numpy() != 1)]
+        unmasked.append(sorted(set(w.tolist())))
+    assert unmasked == [[0.5], [0.5], [0.0], [0.0]]
+    with pytest.raises(ValueError, match="copy_weight"):
+        text.mask_stream(stream, copy_weight=-1.0)
+
+
 def test_mask_dataset_gives_each_element_its_own_deterministic_mask():
     row = corpus(rows=1, length=512)[0]
     ds = tf.data.Dataset.from_tensor_slices(np.stack([row] * 6))
@@ -147,6 +178,8 @@ def test_mask_dataset_gives_each_element_its_own_deterministic_mask():
         ({"strategy": "span"}, "strategy"),
         ({"seed": (1, 2, 3)}, "seed"),
         ({"token_ids": np.zeros((1, 2, 3), np.int32)}, "shape"),
+        ({"unmasked_weight": -0.1}, "unmasked_weight"),
+        ({"unmasked_weight": tf.ones([2])}, "unmasked_weight"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -27,6 +27,7 @@ def test_smoke_on_embedded_text_trains_evaluates_and_exports(tmp_path):
     with open(os.path.join(out, "config.json")) as f:
         config = json.load(f)
     assert config["flags"]["weight_decay"] == 0.01 and config["flags"]["schedule"] == "warmup_cosine"
+    assert (config["flags"]["copy_loss_weight"], config["flags"]["copy_loss_epochs"]) == (1.0, 20)
     # The export holds the trained weights: the SavedModel fills masks as the final weights do.
     model = keras_perceiver.models.PerceiverMaskedLM(**config["model_config"])
     model.load_weights(os.path.join(out, "checkpoints/final.weights.h5"))
@@ -76,6 +77,9 @@ def test_preset_selects_the_paper_settings():
     args = masked_lm.parse(["--preset", "language_perceiver"])
     assert (args.batch_size, args.learning_rate, args.warmup_steps, args.steps) == (
         2048, 1.25e-3, 1000, 500_000)
+    assert args.copy_loss_weight == 0.0  # the paper: masked bytes only
+    given = masked_lm.parse(["--preset", "language_perceiver", "--copy-loss-weight", "0.5"])
+    assert given.copy_loss_weight == 0.5
     config = masked_lm.model_config(args, {})
     assert config["max_length"] == 2048 and config["num_latent_channels"] == 1280
     assert masked_lm.parse(["--preset", "language_perceiver", "--batch-size", "8"]).batch_size == 8
