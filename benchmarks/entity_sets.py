@@ -5,7 +5,8 @@
 
 Trains `keras_perceiver.recipes.entity_sets` with `--compare` (further flags
 go to the recipe, e.g. `--epochs 4 --output runs/x`), then prints the
-per-entity held-out accuracy of both models (all N, and N = 512), the FLOPs
+per-entity held-out accuracy of both models (sets of 32-512, and sets of
+exactly N = 64, 256, 512, 2048: 100 sets each, 32 at 2048), the FLOPs
 per example (analytic: 2 x multiply-adds of every matrix product, checked
 against the traced graph in tests/recipes/test_entity_sets.py) and the
 forward wall time per batch of 4 sets at N = 64, 256, 512, 2048, with the
@@ -44,12 +45,14 @@ def main(argv=None):
     metrics = entity_sets.main(["--compare"] + argv)
     output = argv[argv.index("--output") + 1] if "--output" in argv else None
     rows = json.load(open(os.path.join(output, "comparison.json"))) if output else []
-    print("\n| model | test accuracy (N 32-512) | accuracy at N = 512 | train s |")
-    print("|---|---|---|---|")
+    sizes = entity_sets.COST_SIZES
+    print("\n| model | test accuracy (N 32-512) | "
+          + " | ".join(f"N = {n}" for n in sizes) + " | train s |")
+    print("|---|---|" + "---|" * len(sizes) + "---|")
     for name, prefix in (("Perceiver", ""), ("Transformer", "transformer_")):
         print(f"| {name} | {metrics[prefix + 'test_accuracy']:.4f} | "
-              f"{metrics[prefix + 'test_accuracy_n512']:.4f} | "
-              f"{metrics[prefix + 'train_seconds']:.0f} |")
+              + "".join(f"{metrics[f'{prefix}test_accuracy_n{n}']:.4f} | " for n in sizes)
+              + f"{metrics[prefix + 'train_seconds']:.0f} |")
     gap = 100 * (metrics["transformer_test_accuracy_n512"] - metrics["test_accuracy_n512"])
     print(f"\naccuracy gap at N = 512 (Transformer - Perceiver): {gap:+.2f} points")
     if rows and not any("--smoke" == a for a in argv):

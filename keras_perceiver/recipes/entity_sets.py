@@ -4,10 +4,10 @@ Trains `keras_perceiver.models.PerceiverSetModel` on the embedded task of
 `keras_perceiver.data.entity_sets` (sets of 32-512 points from 4 Gaussian
 blobs, moved and scaled at random; a point's label is the left-to-right rank
 of its nearest blob center, so it needs the whole set), reports the held-out
-per-entity accuracy (all sizes, and at N = 512), and with `--compare` trains
-a plain Transformer encoder of the same width and depth on the same data and
-steps and prints the comparison: accuracy, FLOPs per example and forward
-wall time at N = 64, 256, 512, 2048 (see `set_costs`).
+per-entity accuracy (all sizes, and on sets of exactly N = 64, 256, 512,
+2048 points), and with `--compare` trains a plain Transformer encoder of the
+same width and depth on the same data and steps and prints the comparison:
+accuracy, FLOPs per example and forward wall time at each N (see `set_costs`).
 
     python -m applications.entity_sets               # ~10 min on 2 CPU cores
     python -m applications.entity_sets --compare     # + the Transformer baseline
@@ -178,11 +178,16 @@ def set_costs(config, sizes=COST_SIZES, batch_size=4, repeats=5):
 
 
 def format_costs(rows, accuracy=None):
-    """The comparison as a Markdown table (FLOPs in MFLOPs per example)."""
-    lines = ["| N | Perceiver MFLOPs | Transformer MFLOPs | ratio | Perceiver s/batch "
-             "| Transformer s/batch |", "|---|---|---|---|---|---|"]
+    """The comparison as a Markdown table (FLOPs in MFLOPs per example; the
+    held-out accuracy at N where a row has `perceiver_accuracy`/`transformer_accuracy`)."""
+    scored = any("perceiver_accuracy" in r for r in rows)
+    lines = ["| N |" + (" Perceiver accuracy | Transformer accuracy |" if scored else "")
+             + " Perceiver MFLOPs | Transformer MFLOPs | ratio | Perceiver s/batch "
+             "| Transformer s/batch |", "|---|---|---|---|---|---|" + "---|---|" * scored]
     for r in rows:
-        lines.append(f"| {r['n']} | {r['perceiver_flops'] / 1e6:.1f} | "
+        acc = "".join(f" {r[k]:.2%} |" if k in r else " - |"
+                      for k in ("perceiver_accuracy", "transformer_accuracy")) if scored else ""
+        lines.append(f"| {r['n']} |{acc} {r['perceiver_flops'] / 1e6:.1f} | "
                      f"{r['transformer_flops'] / 1e6:.1f} | {r['flops_ratio']:.1f}x | "
                      f"{r['perceiver_s']:.3f} | {r['transformer_s']:.3f} |")
     sizes = [r["n"] for r in rows]
@@ -248,6 +253,23 @@ def train_dataset(data, batch_size, seed, first_epoch, epochs):
              "mask": tf.TensorSpec((None, None), tf.bool)},
             tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None, None), tf.float32))
     return tf.data.Dataset.from_generator(generate, output_signature=spec).prefetch(2)
+
+
+def sized_sets(seed, count, sizes=COST_SIZES, large_count=32):
+    """`{N: held-out sets of exactly N points}` for each N of `sizes`: `count`
+    sets each (at most `large_count` above 512), seed `seed` at N = 512 (the
+    earlier N = 512 set) and `[seed, N]` otherwise."""
+    from keras_perceiver.data import entity_sets
+
+    return {n: entity_sets.blob_sets(count if n <= 512 else min(count, large_count),
+                                     min_entities=n, max_entities=n,
+                                     seed=seed if n == 512 else [seed, n]) for n in sizes}
+
+
+def sized_accuracy(model, by_n, prefix=""):
+    """`{f"{prefix}test_accuracy_n{N}": per-entity accuracy on by_n[N]}`."""
+    return {f"{prefix}test_accuracy_n{n}": accuracy(model, data, 16 if n <= 512 else 4)
+            for n, data in by_n.items()}
 
 
 def accuracy(model, data, batch_size=16):
@@ -323,20 +345,18 @@ def main(argv=None):
                                   seed=args.seed * 3 + 1)
     test = entity_sets.blob_sets(args.test_sets, max_entities=512 if not args.smoke else 64,
                                  seed=args.seed * 3 + 2)
-    n = 512 if not args.smoke else 64
-    test_512 = entity_sets.blob_sets(max(args.test_sets // 3, 2), min_entities=n,
-                                     max_entities=n, seed=args.seed * 3 + 3)
+    by_n = sized_sets(args.seed * 3 + 3, max(args.test_sets // 3, 2))
     epochs, per_epoch = run.epochs_and_steps(steps_per_epoch(train, args.batch_size))
     held_out = next(iter(train_dataset(test, len(test["sizes"]), 0, 0, 1).take(1)))
     model, seconds = _train(run, "perceiver", build_perceiver, train, held_out, epochs,
                             per_epoch, epochs * per_epoch)
-    metrics = {"test_accuracy": accuracy(model, test), "test_accuracy_n512":
-               accuracy(model, test_512), "train_seconds": seconds,
+    metrics = {"test_accuracy": accuracy(model, test), **sized_accuracy(model, by_n),
+               "train_seconds": seconds,
                "context_free_accuracy": entity_sets.context_free_accuracy(test),
                "context_free_accuracy_standardized":
                    entity_sets.context_free_accuracy(test, standardized=True)}
     if args.compare:
-        metrics.update(_compare(run, train, held_out, test, test_512, epochs, per_epoch))
+        metrics.update(_compare(run, train, held_out, test, by_n, epochs, per_epoch, metrics))
     if args.save_preset and run.chief:
         print(f"entity_sets: preset {BLOBS_PRESET!r} cached at {save_preset(model)}")
     return run.finish(model, metrics)
@@ -359,7 +379,7 @@ def save_preset(model):
     return directory
 
 
-def _compare(run, train, held_out, test, test_512, epochs, per_epoch):
+def _compare(run, train, held_out, test, by_n, epochs, per_epoch, metrics):
     import os
 
     from keras_perceiver.recipes import common
@@ -368,12 +388,15 @@ def _compare(run, train, held_out, test, test_512, epochs, per_epoch):
     model, seconds = _train(baseline, "transformer", build_transformer, train, held_out,
                             epochs, per_epoch, epochs * per_epoch)
     result = {"transformer_test_accuracy": accuracy(model, test),
-              "transformer_test_accuracy_n512": accuracy(model, test_512),
+              **sized_accuracy(model, by_n, "transformer_"),
               "transformer_train_seconds": seconds}
     sizes = COST_SIZES if not run.args.smoke else (16, 32)
     rows = set_costs(run.config, sizes=sizes)
     for row in rows:
         result[f"flops_ratio_n{row['n']}"] = row["flops_ratio"]
+        if row["n"] in by_n:
+            row["perceiver_accuracy"] = metrics[f"test_accuracy_n{row['n']}"]
+            row["transformer_accuracy"] = result[f"transformer_test_accuracy_n{row['n']}"]
     common.write_json(run.path("comparison.json"), rows)
     print(format_costs(rows))
     print(f"(written to {os.path.join(run.dirs['output'], 'comparison.json')})")

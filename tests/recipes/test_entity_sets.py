@@ -71,6 +71,32 @@ def test_batches_group_sizes_and_repeat_per_epoch():
                    for a, b in zip(epoch, other))
 
 
+def test_sized_held_out_sets_have_exactly_n_points_and_fixed_seeds():
+    by_n = recipe.sized_sets(9, 3, large_count=2)
+    assert list(by_n) == list(recipe.COST_SIZES) == [64, 256, 512, 2048]
+    for n, data in by_n.items():
+        assert data["mask"].shape == (3 if n <= 512 else 2, n) and data["mask"].all()
+        assert (data["sizes"] == n).all() and (data["labels"] >= 0).all()
+    assert np.array_equal(by_n[512]["entities"],  # N = 512 keeps the plain seed
+                          entity_sets.blob_sets(3, 512, 512, seed=9)["entities"])
+    again = recipe.sized_sets(9, 3, sizes=(256,))[256]
+    assert np.array_equal(again["entities"], by_n[256]["entities"])
+    assert not np.array_equal(recipe.sized_sets(10, 3, sizes=(256,))[256]["entities"],
+                              again["entities"])
+
+
+def test_comparison_table_shows_accuracy_beside_the_costs():
+    row = dict(n=512, perceiver_flops=2e6, transformer_flops=8e6, flops_ratio=4.0,
+               perceiver_s=0.01, transformer_s=0.04)
+    rows = [dict(row, perceiver_accuracy=0.99491, transformer_accuracy=0.5),
+            dict(row, n=2048, perceiver_flops=8e6, transformer_flops=1.28e8,
+                 flops_ratio=16.0, perceiver_s=0.04, transformer_s=0.64)]
+    lines = recipe.format_costs(rows).splitlines()
+    assert lines[0].startswith("| N | Perceiver accuracy | Transformer accuracy | Perceiver MFLOPs")
+    assert lines[2] == "| 512 | 99.49% | 50.00% | 2.0 | 8.0 | 4.0x | 0.010 | 0.040 |"
+    assert lines[3] == "| 2048 | - | - | 8.0 | 128.0 | 16.0x | 0.040 | 0.640 |"
+    assert "accuracy" not in recipe.format_costs(rows[1:]).splitlines()[0]
+
 def test_flops_scale_linearly_for_the_perceiver_quadratically_for_the_transformer():
     config = recipe.CONFIGS["default"]
     p = [recipe.perceiver_flops(config, n) for n in (512, 1024, 1536)]
