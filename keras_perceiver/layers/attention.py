@@ -159,8 +159,9 @@ class Attention(keras.layers.Layer):
              key_value_transform=None):
         """Attention of `query` over `key_value` (itself when None).
 
-        `key_value_transform`, a per-token layer (e.g. the block's
-        LayerNorm), is applied to `key_value` before the key/value
+        `key_value_transform(tokens, start)`, a per-token function of the
+        `key_value` tokens from index `start` on (e.g. the block's LayerNorm;
+        it may change the channel count), is applied before the key/value
         projections; when the keys are streamed (see the class docstring)
         it runs chunk by chunk with them.
         """
@@ -171,7 +172,8 @@ class Attention(keras.layers.Layer):
                 f"channels, received shape {tuple(query.shape)}."
             )
         check_shape(self, "query", query.shape, (None, None, self._query_channels))
-        check_shape(self, "key_value", key_value.shape, (None, None, self._kv_channels))
+        if key_value_transform is None:
+            check_shape(self, "key_value", key_value.shape, (None, None, self._kv_channels))
         check_same_batch(self, query=query.shape, key_value=key_value.shape)
         mask = self._bool_mask(attention_mask, query.shape, key_value.shape)
         chunks = self.chunk_sizes(query.shape[1], key_value.shape[1], training)
@@ -179,7 +181,7 @@ class Attention(keras.layers.Layer):
             return self._streamed(query, key_value, mask, training, chunks[1],
                                   key_value_transform)
         if key_value_transform is not None:
-            key_value = key_value_transform(key_value)
+            key_value = key_value_transform(key_value, 0)
         if chunks is None and self._use_fused_kernel(training):
             scale = 1.0 / math.sqrt(self._qk // self.num_heads)
             heads = self._fused_attention(query, key_value, mask, scale)
@@ -245,8 +247,8 @@ class Attention(keras.layers.Layer):
         """Keys and values projected (and transformed) one key chunk at a time."""
         head_dim = self._qk // self.num_heads
 
-        def project(chunk):
-            return self.project_key_value(chunk if transform is None else transform(chunk))
+        def project(chunk, start):
+            return self.project_key_value(chunk if transform is None else transform(chunk, start))
 
         q = self._split_heads(self.query_dense(query), head_dim)
         heads = streamed_attention(

@@ -174,26 +174,46 @@ class CrossAttention(_AttentionBlock):
         self._channels = (query_shape[-1], key_value_shape[-1])
         self.built = True
 
-    def call(self, query, key_value, attention_mask=None, training=None, output_layer=None):
+    def call(self, query, key_value, attention_mask=None, training=None, output_layer=None,
+             query_expand=None, key_value_expand=None):
         """`output_layer`: an optional per-token layer applied to the result
         (e.g. a decoder's final projection), inside the query chunks when
-        the queries are processed in chunks."""
-        check_shape(self, "query", query.shape, (None, None, self._channels[0]))
-        check_shape(self, "key_value", key_value.shape, (None, None, self._channels[1]))
+        the queries are processed in chunks.
+
+        `query_expand`, `key_value_expand`: optional `fn(x, start)` making
+        the block's query / key_value tokens from a slice `x` of the raw
+        `query` / `key_value` starting at token `start` (e.g.
+        `OpticalFlowPreprocessor.append_positions`); called per chunk where
+        the block works in chunks, so the expanded arrays are never whole.
+        """
+        if query_expand is None:
+            check_shape(self, "query", query.shape, (None, None, self._channels[0]))
+        if key_value_expand is None:
+            check_shape(self, "key_value", key_value.shape, (None, None, self._channels[1]))
         check_same_batch(self, query=query.shape, key_value=key_value.shape)
         query_chunk = self._query_chunk(query.shape[1], key_value.shape[1], training)
         if query_chunk is not None:
             return self._call_in_query_chunks(
-                query, key_value, attention_mask, training, query_chunk, output_layer
+                query, key_value, attention_mask, training, query_chunk, output_layer,
+                query_expand, key_value_expand,
             )
-        # The key/value LayerNorm runs inside the attention, chunk by chunk
-        # with the key/value projections when the attention streams keys.
+        if query_expand is not None:
+            query = query_expand(query, 0)
+        norm = self.key_value_layer_norm
+        if key_value_expand is None:
+            def transform(x, start):
+                return norm(x)
+        else:
+            def transform(x, start):
+                return norm(key_value_expand(x, start))
+        # The key/value LayerNorm (and expansion) runs inside the attention,
+        # chunk by chunk with the key/value projections when it streams keys.
         attended = self.attention(
             self.query_layer_norm(query),
             key_value,
             attention_mask=attention_mask,
             training=training,
-            key_value_transform=self.key_value_layer_norm,
+            key_value_transform=transform,
         )
         return self._finish(query, attended, training, output_layer)
 
@@ -220,8 +240,10 @@ class CrossAttention(_AttentionBlock):
         return chunks[0]
 
     def _call_in_query_chunks(self, query, key_value, attention_mask, training, chunk,
-                              output_layer):
+                              output_layer, query_expand=None, key_value_expand=None):
         mask = None if attention_mask is None else ops.cast(attention_mask, "bool")
+        if key_value_expand is not None:
+            key_value = key_value_expand(key_value, 0)
         keys, values = self.attention.project_key_value(self.key_value_layer_norm(key_value))
         num_queries = ops.shape(query)[1]
         chunk = even_chunk(chunk, num_queries) if isinstance(num_queries, int) else (
@@ -230,6 +252,8 @@ class CrossAttention(_AttentionBlock):
         def step(carry, i):
             start = chunk_start(i, chunk, num_queries)
             q = slice_chunk(query, 1, start, chunk)
+            if query_expand is not None:
+                q = query_expand(q, start)
             m = None if mask is None else slice_chunk(mask, 1, start, chunk)
             attended = self.attention.attend_projected(
                 self.query_layer_norm(q), keys, values, m, training

@@ -348,8 +348,8 @@ def streamed_attention(q, key_value, project, value_width, mask, scale, key_chun
     """`chunked_attention` over all queries at once with keys made chunk by chunk.
 
     Instead of projected keys and values, takes the raw `key_value`
-    `[B, S, C]` and `project(chunk) -> (k [B, H, Sc, d], v [B, H, Sc, e])`
-    (`e = value_width`),
+    `[B, S, C]` and `project(chunk, start) -> (k [B, H, Sc, d], v [B, H,
+    Sc, e])` (`e = value_width`; `start`: the chunk's first token index),
     called on `key_chunk` tokens at a time inside the online-softmax loop,
     so no `[B, S, qk]` or `[B, S, v]` array (nor a normalised copy of the
     inputs, when `project` normalises) is ever held. Chunks are dynamic
@@ -367,7 +367,7 @@ def streamed_attention(q, key_value, project, value_width, mask, scale, key_chun
 
     def step(carry, i):
         start = chunk_start(i, key_chunk, num_k)
-        k, v = project(slice_chunk(key_value, 1, start, key_chunk))
+        k, v = project(slice_chunk(key_value, 1, start, key_chunk), start)
         valid = None
         if mask is not None:
             valid = slice_chunk(mask, 2, start, key_chunk)[:, None]  # [B, 1, T, Sc]

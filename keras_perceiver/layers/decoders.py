@@ -50,7 +50,10 @@ class BasicDecoder(keras.layers.Layer):
             `CrossAttention`.
 
     Call: `decoder(latents, queries=None, inputs=None, query_mask=None,
-    indices=None)` returns `[B, O, output_num_channels]`.
+    indices=None, inputs_expand=None)` returns `[B, O, output_num_channels]`.
+    `inputs_expand`: `fn(x, start)` making the preprocessed inputs from raw
+    features `inputs` a slice at a time (as `PerceiverEncoder`'s; with
+    `"none"` queries, per query chunk).
 
     Example:
     >>> import numpy as np
@@ -226,8 +229,14 @@ class BasicDecoder(keras.layers.Layer):
         return queries
 
     def call(self, latents, queries=None, inputs=None, query_mask=None,
-             indices=None, training=None):
+             indices=None, training=None, inputs_expand=None):
         check_shape(self, "latents", latents.shape, (None, None, self._latent_channels))
+        query_expand = None
+        if queries is None and inputs is not None and inputs_expand is not None:
+            if self.position_encoding_type == "none":
+                queries, query_expand = inputs, inputs_expand
+            else:
+                inputs = inputs_expand(inputs, 0)
         if queries is None:
             if self.needs_inputs and inputs is None:
                 raise ValueError(f"{self.name}: this decoder needs `inputs` (or `queries`).")
@@ -236,7 +245,8 @@ class BasicDecoder(keras.layers.Layer):
                 check_same_batch(self, latents=latents.shape, inputs=inputs.shape)
             queries = self.decoder_query(latents, inputs=inputs, indices=indices)
         check_rank(self, "queries", queries.shape, 3)
-        check_channels(self, "queries", queries.shape, self._query_channels)
+        if query_expand is None:
+            check_channels(self, "queries", queries.shape, self._query_channels)
         check_same_batch(self, latents=latents.shape, queries=queries.shape)
         attention_mask = None
         if query_mask is not None:
@@ -249,7 +259,7 @@ class BasicDecoder(keras.layers.Layer):
         # queries are chunked (no [B, O, C] array before it).
         return self.decoding_cross_attention(
             queries, latents, attention_mask=attention_mask, training=training,
-            output_layer=self.final_layer,
+            output_layer=self.final_layer, query_expand=query_expand,
         )
 
     def compute_output_shape(self, latents_shape, queries_shape=None, inputs_shape=None,

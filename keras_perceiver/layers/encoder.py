@@ -51,7 +51,10 @@ class PerceiverEncoder(keras.layers.Layer):
             `keras_perceiver.layers.Attention`; None: its default).
 
     Call with `inputs` `[B, M, C]` and an optional boolean `input_mask`
-    `[B, M]` (`True` = real input); returns the latents `[B, N, D]`.
+    `[B, M]` (`True` = real input); returns the latents `[B, N, D]`. With
+    `inputs_expand=fn`, `inputs` are raw features and `fn(x, start)` makes
+    the tokens of a slice from token `start` on, chunk by chunk (see
+    `CrossAttention`; build the encoder with the tokens' shape first).
 
     Example:
     >>> import numpy as np
@@ -180,8 +183,9 @@ class PerceiverEncoder(keras.layers.Layer):
             self.self_attends.append(layer)
         self.built = True
 
-    def call(self, inputs, input_mask=None, training=None):
-        check_shape(self, "inputs", inputs.shape, (None, None, self._inputs_channels))
+    def call(self, inputs, input_mask=None, training=None, inputs_expand=None):
+        if inputs_expand is None:
+            check_shape(self, "inputs", inputs.shape, (None, None, self._inputs_channels))
         if input_mask is not None:
             check_shape(self, "input_mask", input_mask.shape, inputs.shape[:2])
             check_same_batch(self, inputs=inputs.shape, input_mask=input_mask.shape)
@@ -192,7 +196,8 @@ class PerceiverEncoder(keras.layers.Layer):
             attention_mask = ops.broadcast_to(
                 key_mask, (ops.shape(inputs)[0], self.num_latents, ops.shape(inputs)[1])
             )
-        z = self.cross_attention(latents, inputs, attention_mask=attention_mask, training=training)
+        z = self.cross_attention(latents, inputs, attention_mask=attention_mask, training=training,
+                                 key_value_expand=inputs_expand)
         for _ in range(self.num_blocks):
             for layer in self.self_attends:
                 z = self._self_attend(layer, z, training)

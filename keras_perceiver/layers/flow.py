@@ -136,19 +136,53 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
         )
         self.built = True
 
-    def call(self, frames):
+    def call(self, frames, positions=True):
+        """Tokens `[B, H*W, output_channels]`; with `positions=False` only the
+        projected patches `[B, H*W, num_channels]`, whose tokens
+        `append_positions` makes a slice at a time."""
         check_shape(self, "frames", frames.shape,
                     (None, self.num_frames) + self.image_shape + (self.frame_channels,))
         patches = self.patches(frames)
         shape = ops.shape(patches)
         tokens = ops.reshape(patches, (shape[0], shape[1] * shape[2], shape[3]))
         tokens = self.patches_linear(tokens)
+        if not positions:
+            return tokens
         positions = self.position_encoding(tokens)
         return ops.concatenate([tokens, ops.cast(positions, tokens.dtype)], axis=-1)
 
-    def compute_output_shape(self, frames_shape):
+    def append_positions(self, features, start=0):
+        """Projected patches of pixels `start, start + 1, ...` (row-major) -> their tokens.
+
+        `features` `[B, n, num_channels]`, a slice of `call(frames,
+        positions=False)`; returns `[B, n, output_channels]`, equal to the
+        same slice of `call(frames)`: the Fourier features are gathered from
+        the per-axis tables of the slice's pixels only, so the model never
+        holds the whole `[B, H*W, output_channels]` array (the encoder and
+        decoder call this per chunk). `start` may be a tensor.
+        """
+        pe = self.position_encoding
+        index = ops.arange(ops.shape(features)[1], dtype="int32") + start
+        axes = (index // self.image_shape[1], index % self.image_shape[1])
+        parts = [
+            tuple(ops.take(ops.convert_to_tensor(t), axis, axis=0) for t in tables)
+            for axis, tables in zip(axes, pe._tables(subsampled=False))
+        ]
+        positions = ops.cast(ops.concatenate(pe._assemble(parts), axis=-1), pe.compute_dtype)
+        positions = ops.broadcast_to(
+            ops.cast(positions, features.dtype)[None],
+            (ops.shape(features)[0],) + tuple(ops.shape(positions)),
+        )
+        return ops.concatenate([features, positions], axis=-1)
+
+    def compute_output_shape(self, frames_shape, positions=True):
         h, w = self.image_shape
-        return (frames_shape[0], h * w, self.output_channels)
+        return (frames_shape[0], h * w, self.output_channels if positions else self.num_channels)
+
+    def compute_output_spec(self, frames, positions=True):
+        return keras.KerasTensor(
+            self.compute_output_shape(frames.shape, positions), dtype=self.compute_dtype
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -208,9 +208,15 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
             v_channels=decoder_v_channels, use_query_residual=False,
             activation=activation, dropout=dropout, name="flow_decoder",
         )
-        tokens = preprocessor(frames)
-        latents = encoder(tokens)
-        outputs = decoder(latents, inputs=tokens)
+        # The [B, H*W, C] tokens (~235 MB at 368x496) are never made whole:
+        # the encoder's streamed keys and the decoder's query chunks append
+        # the Fourier features to the projected patches chunk by chunk.
+        tokens_shape = preprocessor.compute_output_shape(frames.shape)
+        features = preprocessor(frames, positions=False)
+        encoder.build(tokens_shape)
+        latents = encoder(features, inputs_expand=preprocessor.append_positions)
+        decoder.build(encoder.compute_output_shape(tokens_shape), inputs_shape=tokens_shape)
+        outputs = decoder(latents, inputs=features, inputs_expand=preprocessor.append_positions)
         # The two references' scalings, kept apart: /100 (transformers'
         # logits, DeepMind's FlowDecoder), then x20 (DeepMind's colab) -> px.
         outputs = keras.layers.Rescaling(1.0 / rescale_factor, name="rescale")(outputs)

@@ -72,6 +72,20 @@ def test_preprocessor_is_dense_of_patches_then_fourier(rng):
     np.testing.assert_array_equal(out[..., 5:], fourier)
 
 
+def test_append_positions_makes_any_slice_of_the_tokens(rng):
+    pre = OpticalFlowPreprocessor((4, 6), num_channels=5, num_bands=3, fourier_rounding="deepmind")
+    frames = rng.uniform(-1, 1, (2, 2, 4, 6, 3)).astype("float32")
+    tokens = ops.convert_to_numpy(pre(frames))
+    features = pre(frames, positions=False)
+    assert tuple(features.shape) == (2, 24, 5)
+    np.testing.assert_array_equal(ops.convert_to_numpy(features), tokens[..., :5])
+    for start, size in ((0, 24), (0, 7), (5, 6), (17, 7)):
+        part = pre.append_positions(features[:, start:start + size], start)
+        np.testing.assert_array_equal(ops.convert_to_numpy(part), tokens[:, start:start + size])
+    tensor_start = pre.append_positions(features[:, 7:13], ops.convert_to_tensor(7, "int32"))
+    np.testing.assert_array_equal(ops.convert_to_numpy(tensor_start), tokens[:, 7:13])
+
+
 def test_preprocessor_max_resolution_changes_fourier(rng):
     frames = rng.uniform(-1, 1, (1, 2, 4, 6, 3)).astype("float32")
     a = OpticalFlowPreprocessor((4, 6), num_channels=2, num_bands=3)(frames)

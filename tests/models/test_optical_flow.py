@@ -47,6 +47,26 @@ def test_flow_is_decoder_output_over_100_times_20(rng):
     np.testing.assert_allclose(flow[..., 0], 0.3, rtol=1e-6)
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_chunked_token_making_equals_whole_tokens(rng, chunked):
+    # The model appends the Fourier features to the projected patches inside
+    # the encoder's streamed keys and the decoder's query chunks (forced here
+    # by small chunk sizes: 6 of 48 pixels), else once for all pixels; same
+    # flow as the encoder and decoder run on the whole tokens.
+    model = small_model()
+    if chunked:
+        encoder_attention = model.encoder.cross_attention.attention
+        encoder_attention.key_chunk_size = 7
+        assert encoder_attention._streams_keys(encoder_attention.chunk_sizes(4, 48), 4, 48)
+        model.decoder.decoding_cross_attention.attention.query_chunk_size = 7
+        assert model.decoder.decoding_cross_attention._query_chunk(48, 4, None) == 7
+    frames = frames_for(model, rng)
+    tokens = model.input_adapter(frames)
+    whole = model.decoder(model.encoder(tokens), inputs=tokens)
+    whole = ops.convert_to_numpy(whole).reshape((2, 6, 8, 2)) / 100 * 20
+    np.testing.assert_allclose(ops.convert_to_numpy(model(frames)), whole, atol=1e-6)
+
+
 def test_pixel_flow_depends_on_its_own_neighbourhood(rng):
     """A pixel's query is its own 3x3 neighbourhood in both frames: with the
     latents held fixed, changing pixel (3, 4) of frame 0 changes the flow at
