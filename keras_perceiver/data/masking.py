@@ -74,14 +74,14 @@ def _check_rates(mask_rate, strategy, mask_token_rate, random_token_rate):
         raise ValueError(f"mask_bytes: expected `strategy` in {STRATEGIES}, received {strategy!r}.")
 
 
-def _check_unmasked_weight(value):
+def check_unmasked_weight(value, where="mask_bytes", name="unmasked_weight"):
+    """Raises unless `value` is a float >= 0 (or a scalar tensor): the weight of the unmasked bytes."""
     if tf.is_tensor(value):
         if value.shape.rank not in (None, 0):
-            raise ValueError(
-                f"mask_bytes: expected `unmasked_weight` as a scalar, received shape {value.shape}.")
+            raise ValueError(f"{where}: expected `{name}` as a scalar, received shape {value.shape}.")
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"mask_bytes: expected `unmasked_weight` as a float >= 0, received {value!r}.")
+        raise ValueError(f"{where}: expected `{name}` as a float >= 0, received {value!r}.")
 
 
 def _as_seed(seed):
@@ -182,7 +182,7 @@ def mask_bytes(
     ([0, 0, 0], [0.0, 0.0, 0.0])
     """
     _check_rates(mask_rate, strategy, mask_token_rate, random_token_rate)
-    _check_unmasked_weight(unmasked_weight)
+    check_unmasked_weight(unmasked_weight)
     ids = tf.convert_to_tensor(token_ids)
     if not ids.dtype.is_integer:
         raise TypeError(f"mask_bytes: expected integer token ids, received dtype {ids.dtype.name}.")

@@ -341,8 +341,9 @@ def mask_stream(stream, seed=0, copy_weight=0.0, copy_epochs=0, **mask_kwargs):
     0 after them when `copy_epochs > 0`, in every epoch otherwise."""
     from keras_perceiver.data import masking
 
-    if isinstance(copy_weight, bool) or not isinstance(copy_weight, (int, float)) or not copy_weight >= 0:
-        raise ValueError(f"mask_stream: expected `copy_weight` as a float >= 0, received {copy_weight!r}.")
+    if tf.is_tensor(copy_weight):
+        raise ValueError("mask_stream: expected `copy_weight` as a float >= 0, received a tensor.")
+    masking.check_unmasked_weight(copy_weight, "mask_stream", "copy_weight")
     if isinstance(copy_epochs, bool) or not isinstance(copy_epochs, int) or copy_epochs < 0:
         raise ValueError(f"mask_stream: expected `copy_epochs` as an int >= 0, received {copy_epochs!r}.")
     base = tf.constant(int(seed), tf.int64)

@@ -168,9 +168,9 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
             tuple(ops.take(ops.convert_to_tensor(t), axis, axis=0) for t in tables)
             for axis, tables in zip(axes, pe._tables(subsampled=False))
         ]
-        positions = ops.cast(ops.concatenate(pe._assemble(parts), axis=-1), pe.compute_dtype)
+        positions = ops.cast(ops.concatenate(pe._assemble(parts), axis=-1), features.dtype)
         positions = ops.broadcast_to(
-            ops.cast(positions, features.dtype)[None],
+            positions[None],
             (ops.shape(features)[0],) + tuple(ops.shape(positions)),
         )
         return ops.concatenate([features, positions], axis=-1)
