@@ -168,9 +168,10 @@ class OpticalFlowPreprocessor(keras.layers.Layer):
             tuple(ops.take(ops.convert_to_tensor(t), axis, axis=0) for t in tables)
             for axis, tables in zip(axes, pe._tables(subsampled=False))
         ]
-        positions = ops.cast(ops.concatenate(pe._assemble(parts), axis=-1), features.dtype)
+        # Rounded to the position encoding's dtype first, as `call` rounds them.
+        positions = ops.cast(ops.concatenate(pe._assemble(parts), axis=-1), pe.compute_dtype)
         positions = ops.broadcast_to(
-            positions[None],
+            ops.cast(positions, features.dtype)[None],
             (ops.shape(features)[0],) + tuple(ops.shape(positions)),
         )
         return ops.concatenate([features, positions], axis=-1)
