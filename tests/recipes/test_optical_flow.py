@@ -83,10 +83,10 @@ def test_optimizer_choice(tmp_path):
     from keras_perceiver.recipes import common
 
     args = optical_flow.parse(["--output", str(tmp_path / "a")])
-    adamw = optical_flow.make_optimizer(common.Run("optical_flow", args), 100)
+    adamw = optical_flow.make_optimizer(common.Run("optical_flow", args), 1000)
     assert type(adamw).__name__ == "AdamW" and adamw.global_clipnorm == 10.0
     assert float(adamw.learning_rate) == 0.0  # warm-up starts at 0
     args = optical_flow.parse(["--optimizer", "lamb", "--learning-rate", "4e-4",
                                "--output", str(tmp_path / "b")])
-    lamb = optical_flow.make_optimizer(common.Run("optical_flow", args), 100)
+    lamb = optical_flow.make_optimizer(common.Run("optical_flow", args), 1000)
     assert type(lamb).__name__ == "Lamb"
