@@ -1,15 +1,18 @@
 """The benchmark harness runs end to end (`--quick`); no timing assertions."""
 
 import os
+import re
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_module(args, tmp_path, timeout):
+def run_module(args, tmp_path, timeout, backend="tensorflow"):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+               TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND=backend)
     return subprocess.run([sys.executable, "-m"] + args, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -32,14 +35,20 @@ def test_quick_benchmark_prints_its_table(tmp_path):
     assert output.read_text().strip() in table
 
 
-def test_gpu_script_runs_tiny_on_cpu(tmp_path):
-    result = run_module(["benchmarks.gpu", "--tiny"], tmp_path, 600)
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_gpu_script_runs_tiny_on_cpu(tmp_path, backend):
+    # jax: what a GPU machine without TensorFlow's GPU build runs (XLA).
+    result = run_module(["benchmarks.gpu", "--tiny"], tmp_path, 600, backend)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "MLM MFU" in result.stdout and "flow forward, batch 8" in result.stdout
+    out = result.stdout
+    assert f"on {backend}, bf16 mixed precision, XLA |" in out
+    assert "MLM MFU" in out and "flow forward, batch 8, 24x32, default budget (chunked)" in out
+    assert "flow forward, batch 8, 24x32, budget 4 GiB" in out
+    flops = re.search(r"MLM model FLOPs per step \(3x forward\): ([0-9.,]+) GFLOP", out)
+    assert flops and float(flops.group(1).replace(",", "")) > 0, out
 
 
 def test_unknown_workload_is_refused(capsys):
-    import pytest
 
     from benchmarks import run
 
@@ -50,7 +59,6 @@ def test_unknown_workload_is_refused(capsys):
 
 
 def test_scaling_only_and_no_scaling_exclude_each_other(capsys):
-    import pytest
 
     from benchmarks import run
 
