@@ -54,6 +54,9 @@ from keras_perceiver.recipes.outputs import read_json
 from keras_perceiver.recipes.outputs import standard_callbacks
 from keras_perceiver.recipes.outputs import write_json
 
+# A recipe's default warm-up takes at most this share of a run's steps (a given one is kept).
+DEFAULT_WARMUP_SHARE = 0.25
+
 
 def epoch_indices(num_examples, seed, epoch):
     """A permutation of `range(num_examples)` drawn from `(seed, epoch)` only
@@ -155,13 +158,27 @@ class Run:
             model.run_eagerly = True
         return model
 
+    def warmup_steps(self, total_steps):
+        """`--warmup-steps`; the recipe's default (not a given value) is capped
+        to `DEFAULT_WARMUP_SHARE` of `total_steps` for short runs."""
+        warmup = self.args.warmup_steps
+        if getattr(self.args, "_warmup_steps_given", True):
+            return warmup
+        cap = int(total_steps * DEFAULT_WARMUP_SHARE)
+        if warmup > cap:
+            print(f"{self.name}: {total_steps} steps: the default {warmup} warm-up steps capped "
+                  f"to {cap} ({DEFAULT_WARMUP_SHARE:.0%}); --warmup-steps sets them")
+            return cap
+        return warmup
+
     def optimizer(self, total_steps, learning_rate=None, **kwargs):
         """LAMB (optax's, `keras_perceiver.optimizers.Lamb`) with `--schedule`
-        over `total_steps`, `--learning-rate`, `--weight-decay`, `--clip-norm`."""
+        over `total_steps`, `--learning-rate`, `--weight-decay`, `--clip-norm`
+        and `warmup_steps(total_steps)`."""
         return make_lamb(self.args.learning_rate if learning_rate is None else learning_rate,
                          total_steps, schedule=self.args.schedule,
                          weight_decay=self.args.weight_decay, clip_norm=self.args.clip_norm,
-                         warmup_steps=self.args.warmup_steps, **kwargs)
+                         warmup_steps=self.warmup_steps(total_steps), **kwargs)
 
     def epochs_and_steps(self, steps_in_data):
         """`(epochs, steps_per_epoch)` from `--epochs`, `--steps`,

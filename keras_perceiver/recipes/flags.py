@@ -67,7 +67,9 @@ def make_parser(name, description, configs, defaults=None, smoke=None):
     add("--clip-norm", type=_non_negative,
         help=f"gradient global-norm clip, 0 for none (default {defaults['clip_norm']})")
     add("--schedule", choices=SCHEDULES, help=f"default {defaults['schedule']}")
-    add("--warmup-steps", type=_non_negative_int, help="warmup_cosine: linear warm-up steps")
+    add("--warmup-steps", type=_non_negative_int,
+        help="warmup_cosine: linear warm-up steps (a recipe's default is capped to 25%% of a "
+             "short run's steps; a value given here is kept)")
     add("--output", help=f"output directory (default runs/{name})")
     add("--resume", action="store_true",
         help="continue the run in --output from its last epoch backup")
@@ -95,6 +97,8 @@ def parse_args(parser, argv=None):
         if args.config is None and "smoke" in args._configs:
             args.config = "smoke"
     args.config = args.config or "default"
+    # A recipe's default warm-up is capped to a share of short runs; a given one is not.
+    args._warmup_steps_given = args.warmup_steps is not None
     for key in _NUMERIC:
         if getattr(args, key, None) is None:
             setattr(args, key, fill.get(key))

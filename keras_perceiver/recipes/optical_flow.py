@@ -108,7 +108,8 @@ def make_optimizer(run, total_steps):
     from keras_perceiver.recipes import schedules
 
     args = run.args
-    rate = schedules.WarmupCosine(args.learning_rate, total_steps, warmup_steps=args.warmup_steps)
+    rate = schedules.WarmupCosine(args.learning_rate, total_steps,
+                                  warmup_steps=run.warmup_steps(total_steps))
     if args.schedule == "constant":
         rate = args.learning_rate
     elif args.schedule == "flat_cosine":

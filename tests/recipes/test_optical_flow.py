@@ -90,3 +90,23 @@ def test_optimizer_choice(tmp_path):
                                "--output", str(tmp_path / "b")])
     lamb = optical_flow.make_optimizer(common.Run("optical_flow", args), 1000)
     assert type(lamb).__name__ == "Lamb"
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "lamb"])
+def test_default_warmup_is_capped_for_short_runs_but_a_given_one_is_not(tmp_path, capsys, optimizer):
+    from keras_perceiver.recipes import common
+
+    def run_with(*flags):
+        output = str(tmp_path / str(len(os.listdir(tmp_path))))
+        args = optical_flow.parse(["--optimizer", optimizer, "--output", output, *flags])
+        return common.Run("optical_flow", args)
+
+    assert optical_flow.DEFAULTS["warmup_steps"] == 200
+    assert run_with().warmup_steps(1000) == 200  # the default, within 25% of the run
+    assert "capped" not in capsys.readouterr().out
+    assert run_with().warmup_steps(120) == 30  # `--epochs 1`: capped to 25% of 120 steps
+    assert "default 200 warm-up steps capped to 30" in capsys.readouterr().out
+    assert run_with("--warmup-steps", "100").warmup_steps(120) == 100
+    optical_flow.make_optimizer(run_with(), 120)  # builds: the capped warm-up fits
+    with pytest.raises(ValueError, match=r"warmup_steps must be an integer in \[0, total_steps=120\]"):
+        optical_flow.make_optimizer(run_with("--warmup-steps", "200"), 120)  # given: kept
