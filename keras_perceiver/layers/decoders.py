@@ -48,6 +48,10 @@ class BasicDecoder(keras.layers.Layer):
         final_project: apply `Dense(output_num_channels)` at the end.
         activation, layer_norm_epsilon, dropout, attention_dropout: as in
             `CrossAttention`.
+        inputs_channels: the preprocessed inputs' width when the call's
+            `inputs` are raw features that `inputs_expand` widens (None: the
+            last dimension of `inputs`), so that the decoder builds from the
+            raw features' shape (`keras.models.clone_model` re-calls a model).
 
     Call: `decoder(latents, queries=None, inputs=None, query_mask=None,
     indices=None, inputs_expand=None)` returns `[B, O, output_num_channels]`.
@@ -87,6 +91,7 @@ class BasicDecoder(keras.layers.Layer):
         attention_dropout=0.0,
         query_initializer=None,
         kernel_initializer="variance_scaling",
+        inputs_channels=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -103,6 +108,8 @@ class BasicDecoder(keras.layers.Layer):
             raise ValueError(f"{self.__class__.__name__}: Fourier queries need num_bands.")
         validate_activation(self, activation, ACTIVATIONS)
         check_int(self, "output_num_channels", output_num_channels)
+        check_int(self, "inputs_channels", inputs_channels, allow_none=True)
+        self.inputs_channels = inputs_channels
         if position_encoding_type != "none" or output_index_dims is not None:
             output_index_dims = check_ints(self, "output_index_dims", output_index_dims)
         check_int(self, "num_query_channels", num_query_channels, allow_none=True)
@@ -171,6 +178,8 @@ class BasicDecoder(keras.layers.Layer):
     def build(self, latents_shape, queries_shape=None, inputs_shape=None,
               query_mask_shape=None, indices_shape=None):
         check_rank(self, "latents", latents_shape, 3)
+        if self.inputs_channels is not None and inputs_shape is not None:
+            inputs_shape = tuple(inputs_shape[:-1]) + (self.inputs_channels,)
         self.position_projection = None
         if self.position_encoding_type == "none":
             if queries_shape is None and inputs_shape is None:
@@ -300,6 +309,7 @@ class BasicDecoder(keras.layers.Layer):
             attention_dropout=self.attention_dropout,
             query_initializer=keras.initializers.serialize(self.query_initializer),
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            inputs_channels=self.inputs_channels,
         )
         return config
 
@@ -322,7 +332,7 @@ class ClassificationDecoder(BasicDecoder):
 
     _FIXED = ("output_num_channels", "output_index_dims", "position_encoding_type",
               "num_bands", "max_resolution", "concat_pos", "sine_only",
-              "concat_preprocessed_input", "final_project")
+              "concat_preprocessed_input", "final_project", "inputs_channels")
 
     def __init__(self, num_classes, num_query_channels, **kwargs):
         super().__init__(

@@ -49,12 +49,17 @@ class PerceiverEncoder(keras.layers.Layer):
         attention_memory_budget: bytes of float32 attention logits per
             example above which every attention chunks (see
             `keras_perceiver.layers.Attention`; None: its default).
+        inputs_channels: the tokens' width when the call's `inputs` are raw
+            features that `inputs_expand` widens (None: the last dimension
+            of `inputs`); the encoder then builds from the raw features'
+            shape, as in `keras.models.clone_model`'s re-call of a model.
 
     Call with `inputs` `[B, M, C]` and an optional boolean `input_mask`
     `[B, M]` (`True` = real input); returns the latents `[B, N, D]`. With
     `inputs_expand=fn`, `inputs` are raw features and `fn(x, start)` makes
     the tokens of a slice from token `start` on, chunk by chunk (see
-    `CrossAttention`; build the encoder with the tokens' shape first).
+    `CrossAttention`; build the encoder with the tokens' shape first, or set
+    `inputs_channels`).
 
     Example:
     >>> import numpy as np
@@ -87,10 +92,12 @@ class PerceiverEncoder(keras.layers.Layer):
         kernel_initializer="variance_scaling",
         remat=False,
         attention_memory_budget=None,
+        inputs_channels=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_int(self, "num_latents", num_latents)
+        check_int(self, "inputs_channels", inputs_channels, allow_none=True)
         check_int(self, "num_latent_channels", num_latent_channels)
         check_int(self, "num_blocks", num_blocks)
         check_int(self, "num_self_attends_per_block", num_self_attends_per_block, minimum=0)
@@ -116,6 +123,7 @@ class PerceiverEncoder(keras.layers.Layer):
                             "num_self_attention_heads", num_self_attention_heads)
         self.remat = bool(remat)
         self.attention_memory_budget = attention_memory_budget
+        self.inputs_channels = inputs_channels
         self.num_latents = num_latents
         self.num_latent_channels = num_latent_channels
         self.num_blocks = num_blocks
@@ -152,6 +160,8 @@ class PerceiverEncoder(keras.layers.Layer):
 
     def build(self, inputs_shape, input_mask_shape=None):
         check_rank(self, "inputs", inputs_shape, 3)
+        if self.inputs_channels is not None:  # raw features, widened in the call
+            inputs_shape = tuple(inputs_shape[:-1]) + (self.inputs_channels,)
         latent_shape = (inputs_shape[0], self.num_latents, self.num_latent_channels)
         self.latents = TrainablePositionEncoding(
             self.num_latents,
@@ -234,5 +244,6 @@ class PerceiverEncoder(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             remat=self.remat,
             attention_memory_budget=self.attention_memory_budget,
+            inputs_channels=self.inputs_channels,
         )
         return config

@@ -189,6 +189,7 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
             max_resolution=max_resolution, fourier_rounding=fourier_rounding,
             name="image_preprocessor",
         )
+        tokens_shape = preprocessor.compute_output_shape(frames.shape)
         encoder = PerceiverEncoder(
             num_latents, num_latent_channels, num_blocks=num_blocks,
             num_self_attends_per_block=num_self_attends_per_block,
@@ -201,17 +202,20 @@ class PerceiverOpticalFlow(CheckedInputs, PerceiverTask):
             use_query_residual=use_query_residual, dropout=dropout,
             activation=activation, name="perceiver_encoder",
             remat=remat, attention_memory_budget=attention_memory_budget,
+            inputs_channels=tokens_shape[-1],
         )
         decoder = BasicDecoder(
             output_num_channels=2, position_encoding_type="none",
             num_heads=decoder_num_heads, qk_channels=decoder_qk_channels,
             v_channels=decoder_v_channels, use_query_residual=False,
-            activation=activation, dropout=dropout, name="flow_decoder",
+            activation=activation, dropout=dropout, inputs_channels=tokens_shape[-1],
+            name="flow_decoder",
         )
         # The [B, H*W, C] tokens (~235 MB at 368x496) are never made whole:
         # the encoder's streamed keys and the decoder's query chunks append
-        # the Fourier features to the projected patches chunk by chunk.
-        tokens_shape = preprocessor.compute_output_shape(frames.shape)
+        # the Fourier features to the projected patches chunk by chunk; both
+        # know the tokens' width (`inputs_channels`), so they build from the
+        # raw features too (`keras.models.clone_model` re-calls this graph).
         features = preprocessor(frames, positions=False)
         encoder.build(tokens_shape)
         latents = encoder(features, inputs_expand=preprocessor.append_positions)

@@ -102,6 +102,22 @@ def test_config_round_trip(rng):
     np.testing.assert_array_equal(ops.convert_to_numpy(model(x)), ops.convert_to_numpy(clone(x)))
 
 
+@pytest.mark.parametrize("budget", [None, 256])  # one-shot, and chunked attention
+def test_clone_model_rebuilds_from_the_raw_patch_features(rng, budget):
+    # clone_model re-calls the graph with fresh layers, which build from the
+    # call's first input: the raw patch features, narrower than the tokens.
+    import keras
+
+    model = small_model(attention_memory_budget=budget)
+    clone = keras.models.clone_model(model)
+    assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
+    clone.set_weights(model.get_weights())
+    x = frames_for(model, rng)
+    np.testing.assert_array_equal(ops.convert_to_numpy(model(x)), ops.convert_to_numpy(clone(x)))
+    assert model.encoder.get_config()["inputs_channels"] == model.input_adapter.compute_output_shape(
+        x.shape)[-1]
+
+
 def test_small_preset_round_trip_bit_exact(tmp_path, rng):
     model = PerceiverOpticalFlow.from_preset("optical_flow_perceiver", load_weights=False, **SMALL)
     model.save_to_preset(str(tmp_path))
