@@ -10,6 +10,7 @@ import tensorflow as tf
 import keras_perceiver
 from keras_perceiver import cli
 from keras_perceiver.data import text
+from keras_perceiver.recipes import common
 from keras_perceiver.recipes import masked_lm
 from keras_perceiver.recipes import text_classification
 from tests.recipes.helpers import check_run_outputs
@@ -92,6 +93,22 @@ def test_multitask_examples_weight_only_their_own_task():
         assert len(owned) == 1 and sum(float(weights[t]) for t in tasks) == 1.0
         other = [t for t in tasks if t not in owned][0]
         assert labels[other] == 0
+
+
+def test_test_copies_add_labelled_variants_of_the_held_out_passages():
+    def held_out(*flags):
+        args = common.parse_args(text_classification.make_parser(), ["--smoke", *flags])
+        _, _, test, tasks = text_classification.load_data(args, 32)
+        return [(ids.numpy(), {t: int(labels[t]) for t in tasks}) for ids, labels, _ in test]
+
+    one, three = held_out(), held_out("--test-copies", "3")
+    assert len(three) == 3 * len(one) and len(one) > 100
+    for (a, la), (b, lb) in zip(one, three):  # the first block is the one-copy held-out set
+        np.testing.assert_array_equal(a, b)
+        assert la == lb
+    assert any(la != lb for (_, la), (_, lb) in zip(one, three[len(one):]))  # fresh draws
+    with pytest.raises(SystemExit):
+        text_classification.make_parser().parse_args(["--test-copies", "0"])
 
 
 def test_bad_init_path(tmp_path):
