@@ -159,10 +159,12 @@ class Run:
         return model
 
     def warmup_steps(self, total_steps):
-        """`--warmup-steps`; the recipe's default (not a given value) is capped
-        to `DEFAULT_WARMUP_SHARE` of `total_steps` for short runs."""
+        """`--warmup-steps`; with `--schedule warmup_cosine`, the recipe's
+        default (not a given value) is capped to `DEFAULT_WARMUP_SHARE` of
+        `total_steps` for short runs (other schedules have no warm-up)."""
         warmup = self.args.warmup_steps
-        if getattr(self.args, "_warmup_steps_given", True):
+        if (getattr(self.args, "_warmup_steps_given", True)
+                or self.args.schedule != "warmup_cosine"):
             return warmup
         cap = int(total_steps * DEFAULT_WARMUP_SHARE)
         if warmup > cap:
@@ -272,15 +274,28 @@ def make_lamb(learning_rate, total_steps, schedule="flat_cosine", weight_decay=0
     ('Lamb', 0.1, 10.0)
     """
     from keras_perceiver import optimizers
+
+    rate = make_schedule(learning_rate, total_steps, schedule, warmup_steps, flat_fraction)
+    return optimizers.Lamb(rate, weight_decay=weight_decay or None,
+                           global_clipnorm=clip_norm or None)
+
+
+def make_schedule(learning_rate, total_steps, schedule="flat_cosine", warmup_steps=0,
+                  flat_fraction=0.5):
+    """The learning rate of one of `SCHEDULES` (`warmup_steps` is used by
+    `warmup_cosine` only, `flat_fraction` by `flat_cosine` only).
+
+    Example:
+    >>> from keras_perceiver.recipes import common
+    >>> type(common.make_schedule(1e-3, 100, "warmup_cosine", warmup_steps=10)).__name__
+    'WarmupCosine'
+    """
     from keras_perceiver.recipes import schedules
 
     if schedule == "flat_cosine":
-        rate = schedules.FlatCosine(learning_rate, total_steps, flat_fraction=flat_fraction)
-    elif schedule == "warmup_cosine":
-        rate = schedules.WarmupCosine(learning_rate, total_steps, warmup_steps=warmup_steps)
-    elif schedule == "constant":
-        rate = learning_rate
-    else:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, received {schedule!r}.")
-    return optimizers.Lamb(rate, weight_decay=weight_decay or None,
-                           global_clipnorm=clip_norm or None)
+        return schedules.FlatCosine(learning_rate, total_steps, flat_fraction=flat_fraction)
+    if schedule == "warmup_cosine":
+        return schedules.WarmupCosine(learning_rate, total_steps, warmup_steps=warmup_steps)
+    if schedule == "constant":
+        return learning_rate
+    raise ValueError(f"schedule must be one of {SCHEDULES}, received {schedule!r}.")

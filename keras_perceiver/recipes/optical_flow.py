@@ -105,15 +105,9 @@ def make_optimizer(run, total_steps):
         return run.optimizer(total_steps)
     import keras
 
-    from keras_perceiver.recipes import schedules
-
     args = run.args
-    rate = schedules.WarmupCosine(args.learning_rate, total_steps,
-                                  warmup_steps=run.warmup_steps(total_steps))
-    if args.schedule == "constant":
-        rate = args.learning_rate
-    elif args.schedule == "flat_cosine":
-        rate = schedules.FlatCosine(args.learning_rate, total_steps)
+    rate = common.make_schedule(args.learning_rate, total_steps, args.schedule,
+                                warmup_steps=run.warmup_steps(total_steps))
     optimizer = keras.optimizers.AdamW(rate, weight_decay=args.weight_decay,
                                        global_clipnorm=args.clip_norm or None)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "scale", "offset"])

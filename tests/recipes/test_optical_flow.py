@@ -110,3 +110,9 @@ def test_default_warmup_is_capped_for_short_runs_but_a_given_one_is_not(tmp_path
     optical_flow.make_optimizer(run_with(), 120)  # builds: the capped warm-up fits
     with pytest.raises(ValueError, match=r"warmup_steps must be an integer in \[0, total_steps=120\]"):
         optical_flow.make_optimizer(run_with("--warmup-steps", "200"), 120)  # given: kept
+    capsys.readouterr()
+    for schedule in ("flat_cosine", "constant"):  # no warm-up: nothing to cap, nothing printed
+        opt = optical_flow.make_optimizer(run_with("--schedule", schedule), 120)
+        assert "capped" not in capsys.readouterr().out
+        rate = opt.learning_rate if schedule == "constant" else opt._learning_rate(0)
+        assert float(rate) == pytest.approx(optical_flow.DEFAULTS["learning_rate"])
