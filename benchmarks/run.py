@@ -9,7 +9,8 @@ framework loads its copy. Prints Markdown tables and writes
 
 `--quick` uses tiny models of the same structure (minutes on 2 CPU cores;
 the numbers only show the harness works). The full run uses the released
-sizes at batch 1 (`--batch8` adds batch 8).
+sizes at batch 1 (`--batch8` adds batch 8). `--xla` also times ours with
+`jit_compile=True` (TensorFlow XLA), in extra columns with its compile time.
 """
 
 import argparse
@@ -77,11 +78,15 @@ def compare(args, matmul_gflops, work_dir, log):
             theirs = subprocess_json("benchmarks.worker", dict(spec, role="transformers"), timeout)
             row = dict(name=name, desc=workload(name, args.quick)["desc"], mode=mode, batch=batch,
                        remat=remat, ours=ours, theirs=theirs, params=prep["params"])
+            if args.xla:
+                row["xla"] = subprocess_json("benchmarks.worker", dict(spec, role="keras", jit=True),
+                                             timeout)
             if "seconds" in ours and ours.get("flops"):
                 row["gflops"] = ours["flops"] / ours["seconds"] / 1e9
                 row["roofline"] = row["gflops"] / matmul_gflops
             rows.append(row)
-            log(f"  {name} {mode} b{batch}{' remat' if remat else ''}: ours {ours} theirs {theirs}")
+            log(f"  {name} {mode} b{batch}{' remat' if remat else ''}: ours {ours} theirs {theirs}"
+                + (f" ours with XLA {row['xla']}" if args.xla else ""))
     return rows
 
 
@@ -123,7 +128,8 @@ def render(args, matmul_gflops, rows, points, seconds):
     lines = [
         "# Benchmark results",
         "",
-        f"`python -m benchmarks.run{' --quick' if args.quick else ''}{' --scaling-only' if args.scaling_only else ''}`, "
+        f"`python -m benchmarks.run{' --quick' if args.quick else ''}{' --scaling-only' if args.scaling_only else ''}"
+        f"{' --xla' if args.xla else ''}`, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} CPU cores, fp32, TensorFlow backend (ours) vs transformers (PyTorch); "
         f"{seconds / 60:.1f} min in all.",
@@ -135,9 +141,12 @@ def render(args, matmul_gflops, rows, points, seconds):
         f"fp32 matmul rate measured in this run: {fmt(matmul_gflops, ' GFLOP/s', 1)}.",
         "",
     ]
+    xla_header = (" ours, XLA (s) | ratio, XLA | XLA first call (s) | peak RSS ours, XLA (GB) |"
+                  if args.xla else "")
     if rows:
         lines += ["| workload | mode | batch | ours (s) | transformers (s) | ratio | peak RSS ours / theirs (GB) "
-                  "| GFLOP/s (ours) | share of matmul rate |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| GFLOP/s (ours) | share of matmul rate |" + xla_header,
+                  "|---|---|---|---|---|---|---|---|---|" + "---|" * xla_header.count("|")]
     else:
         lines.append("(`--scaling-only`: no side-by-side workloads in this run.)")
     for r in rows:
@@ -151,6 +160,7 @@ def render(args, matmul_gflops, rows, points, seconds):
             f"| {r['desc']} | {mode} | {r['batch']} | {fmt(ours.get('seconds'), '', 3) if 'seconds' in ours else ours.get('error', '-')} "
             f"| {fmt(theirs.get('seconds'), '', 3) if 'seconds' in theirs else theirs.get('error') or theirs.get('skipped', '-')} "
             f"| {fmt(ratio(ours, theirs))} | {rss} | {fmt(r.get('gflops'), '', 1)} | {fmt(100 * r['roofline'], '%', 0) if 'roofline' in r else '-'} |"
+            + (xla_cells(r["xla"], theirs) if args.xla else "")
         )
     if not points:  # --no-scaling
         return "\n".join(lines) + "\n"
@@ -173,6 +183,14 @@ def render(args, matmul_gflops, rows, points, seconds):
                      f"of peak RSS: {fmt(slope(pts, 'peak_rss_gb'))}; "
                      f"of working memory: {fmt(slope(pts, 'working_gb'))}")
     return "\n".join(lines) + "\n"
+
+
+def xla_cells(xla, theirs):
+    """The `--xla` columns: our time with `jit_compile=True`, its ratio, compile and memory."""
+    if "seconds" not in xla:
+        return f" {xla.get('error', '-')} | - | - | - |"
+    return (f" {fmt(xla['seconds'], '', 3)} | {fmt(ratio(xla, theirs))} "
+            f"| {fmt(xla.get('first_seconds'), '', 1)} | {fmt(xla.get('peak_rss_gb'))} |")
 
 
 def plot(points, path):
@@ -204,6 +222,8 @@ def main(argv=None):
     parser.add_argument("--workloads", default=",".join(FORWARD),
                         help=f"comma-separated subset of {','.join(FORWARD)} (default all)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling sweep")
+    parser.add_argument("--xla", action="store_true",
+                        help="also time ours compiled with XLA (jit_compile=True), extra columns")
     parser.add_argument("--scaling-only", action="store_true",
                         help="only the scaling sweep (no side-by-side workloads)")
     args = parser.parse_args(argv)

@@ -2,9 +2,10 @@
 
 `python -m benchmarks.worker '<json spec>'`, spec keys: role ("prepare",
 "keras", "transformers", "matmul"), workload, quick, batch, mode ("forward" or
-"train"), remat, dir (where "prepare" saved both frameworks' weights),
-repeats. Peak RSS is this process's `ru_maxrss` (everything it loaded).
-`jax` is made unimportable first: TensorFlow's `tf.lite` imports it when it
+"train"), remat, jit (ours: XLA, `jit_compile=True`), dir (where "prepare"
+saved both frameworks' weights), repeats. Peak RSS is this process's
+`ru_maxrss` (everything it loaded); `first_seconds` is the warm-up call's
+time (tracing and, with `jit`, XLA compilation). `jax` is made unimportable first: TensorFlow's `tf.lite` imports it when it
 is installed (+~0.10 GB that is not TensorFlow's own nor the model's; see
 `benchmarks.flow_memory`).
 """
@@ -23,8 +24,13 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def timed(fn, repeats):
-    fn()  # warm-up: tracing, compilation, allocation
+def timed(fn, repeats, result=None):
+    """Best of `repeats` timed calls after one warm-up (tracing, compilation,
+    allocation), whose time goes to `result["first_seconds"]` when given."""
+    start = time.perf_counter()
+    fn()
+    if result is not None:
+        result["first_seconds"] = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -100,9 +106,9 @@ def run_keras(spec):
         import tensorflow as tf
 
         forward = keras_forward(spec["workload"], model, spec)
-        call = tf.function(forward)
+        call = tf.function(forward, jit_compile=bool(spec.get("jit")))
         result["seconds"] = timed(lambda: tf.nest.map_structure(lambda t: t.numpy(), call(x)),
-                                  spec["repeats"])
+                                  spec["repeats"], result)
         # Before the FLOP count: freezing the weights into a graph copy is the
         # harness's cost (~7 GB at the MLM's 201M parameters), not the model's.
         result["peak_rss_gb"] = peak_rss_gb()
@@ -110,8 +116,9 @@ def run_keras(spec):
     else:
         y = train_labels(spec["workload"], w["config"], spec["batch"])
         model.compile(optimizer=keras.optimizers.AdamW(1e-4),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        result["seconds"] = timed(lambda: model.train_on_batch(x, y), spec["repeats"])
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=True if spec.get("jit") else "auto")
+        result["seconds"] = timed(lambda: model.train_on_batch(x, y), spec["repeats"], result)
         result["peak_rss_gb"] = peak_rss_gb()
         result["flops"] = 3 * keras_flops(keras_forward(spec["workload"], model, spec), x)
     return result
