@@ -8,13 +8,13 @@ cross-attention) followed by `x + MLP(LN(x))`, as in DeepMind's
 import keras
 from keras import ops
 
+from keras_perceiver.layers import loops
 from keras_perceiver.layers.attention import ACTIVATIONS
 from keras_perceiver.layers.attention import MLP
 from keras_perceiver.layers.attention import Attention
 from keras_perceiver.layers.chunked_attention import chunk_start
 from keras_perceiver.layers.chunked_attention import even_chunk
 from keras_perceiver.layers.chunked_attention import merge_chunks
-from keras_perceiver.layers.chunked_attention import scan_range
 from keras_perceiver.layers.chunked_attention import slice_chunk
 from keras_perceiver.layers.utils import check_rank
 from keras_perceiver.layers.utils import validate_activation
@@ -260,13 +260,13 @@ class CrossAttention(_AttentionBlock):
             )
             return carry, self._finish(q, attended, training, output_layer)
 
-        # Keras' TensorFlow scan wants the outputs shaped like the carry.
+        # `loops.scan` (as Keras' TensorFlow scan) wants the outputs shaped like the carry.
         channels, dtype = self._channels[0], self.compute_dtype
         if output_layer is not None:
             channels = output_layer.compute_output_shape((None, None, channels))[-1]
             dtype = output_layer.compute_dtype
         init = ops.zeros((ops.shape(query)[0], chunk, channels), dtype=dtype)
-        _, outputs = scan_range(step, init, (num_queries + chunk - 1) // chunk)
+        _, outputs = loops.scan_range(step, init, (num_queries + chunk - 1) // chunk)
         return merge_chunks(outputs, 1, chunk, num_queries)
 
     def get_config(self):

@@ -10,14 +10,17 @@ Rabe & Staats 2021 and FlashAttention). The result equals the one-shot
 softmax up to float rounding, with DeepMind's mask semantics: masked logits
 are filled with -1e30 before the softmax.
 
-Chunk loops are `keras.ops.scan` (a `tf.while_loop` with one iteration in
-flight on TensorFlow, `lax.scan` on JAX), so only one chunk's logits live at
-a time in graph mode, under XLA and in exported SavedModels; on PyTorch, which
-runs eagerly, they are plain Python loops. Gradients flow through both.
+Chunk loops are `keras_perceiver.layers.loops.scan` (a `tf.while_loop` with
+one iteration in flight on TensorFlow, `lax.scan` on JAX), so only one
+chunk's logits live at a time in graph mode, under XLA and in exported
+SavedModels; on PyTorch, which runs eagerly, they are plain Python loops.
+Gradients flow through all of them, XLA-compiled ones included.
 """
 
 import keras
 from keras import ops
+
+from keras_perceiver.layers import loops
 
 MASK_FILL = -1e30
 # Float32 logits bytes per example (all heads) above which the layer chunks.
@@ -61,28 +64,6 @@ def choose_chunk_sizes(num_heads, num_queries, num_keys, memory_budget=None):
         return (num_queries, min(num_keys, cols))
     cols = min(num_keys, _MIN_KEY_CHUNK)
     return (max(1, min(num_queries, budget // (per * cols))), cols)
-
-
-def _scan(step, init, xs):
-    """`ops.scan`, but a plain loop on PyTorch (eager; no stacked dummy ys).
-
-    With a chunk count unknown at trace time (TensorFlow), Keras' scan takes
-    only one sequence, so the loop runs over the chunk indices and gathers
-    each chunk of `xs` inside the step.
-    """
-    flat = keras.tree.flatten(xs)
-    if len(flat) > 1 and flat[0].shape[0] is None:
-        def indexed_step(carry, i):
-            return step(carry, keras.tree.map_structure(lambda x: ops.take(x, i, axis=0), xs))
-
-        return ops.scan(indexed_step, init, ops.arange(ops.shape(flat[0])[0]))
-    if keras.backend.backend() != "torch":
-        return ops.scan(step, init, xs)
-    carry, ys = init, []
-    for i in range(int(keras.tree.flatten(xs)[0].shape[0])):
-        carry, y = step(carry, keras.tree.map_structure(lambda x: x[i], xs))
-        ys.append(y)
-    return carry, (None if ys[0] is None else ops.stack(ys))
 
 
 def _num_chunks(length, chunk):
@@ -194,6 +175,10 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
         hold the average of all values (as the one-shot softmax of -1e30s
         does); the caller zeroes them.
     """
+    if keras.backend.standardize_dtype(q.dtype) == "float32":
+        # Scaled once here rather than every chunk's logits (T x d products, not T x S).
+        # In lower precision the float32 logits are scaled after the cast instead.
+        q, scale = q * scale, 1.0
     num_q, num_k = ops.shape(q)[2], ops.shape(k)[2]
     query_chunk, key_chunk = _clip_chunk(query_chunk, num_q), _clip_chunk(key_chunk, num_k)
     nq, nk = _num_chunks(num_q, query_chunk), _num_chunks(num_k, key_chunk)
@@ -212,7 +197,9 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
         # mask_chunks: None or [nk, B, Tc, Sc] (or [nk, 1, 1, Sc]);
         # chunk_seeds: None or [nk, 2].
         if _is_one(nk):
-            logits = ops.cast(ops.matmul(q_chunk, ops.swapaxes(k, -1, -2)), "float32") * scale
+            logits = ops.cast(ops.matmul(q_chunk, ops.swapaxes(k, -1, -2)), "float32")
+            if scale != 1.0:
+                logits = logits * scale
             if mask_chunks is not None:
                 logits = ops.where(mask_chunks[0][:, None], logits, MASK_FILL)
             weights = ops.softmax(logits, axis=-1)
@@ -231,7 +218,7 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
             xs["mask"] = mask_chunks
         if chunk_seeds is not None:
             xs["seed"] = chunk_seeds
-        (_, total, acc), _ = _scan(step, init, xs)
+        (_, total, acc), _ = loops.scan(step, init, xs)
         return ops.cast(acc / total, compute_dtype)
 
     if _is_one(nq):
@@ -255,27 +242,12 @@ def chunked_attention(q, k, v, mask, scale, query_chunk, key_chunk, compute_dtyp
 
     batch, heads = ops.shape(q)[0], ops.shape(q)[1]
     init = ops.zeros((batch, heads, query_chunk, ops.shape(v)[-1]), dtype=compute_dtype)
-    _, outputs = _scan(query_step, init, xs)  # [nq, B, H, Tc, e]
+    _, outputs = loops.scan(query_step, init, xs)  # [nq, B, H, Tc, e]
     outputs = ops.transpose(outputs, (1, 2, 0, 3, 4))
     outputs = ops.reshape(outputs, (batch, heads, nq * query_chunk, ops.shape(v)[-1]))
     if isinstance(query_pad, int) and query_pad == 0:
         return outputs
     return outputs[:, :, :num_q]
-
-
-def scan_range(step, init, n):
-    """`step(carry, i) -> (carry, y)` for `i` in `range(n)`; returns `(carry, ys)`.
-
-    `n` may be a tensor (a length unknown when traced, TensorFlow). On
-    PyTorch, which runs eagerly, a plain loop over Python ints.
-    """
-    if keras.backend.backend() != "torch":
-        return ops.scan(step, init, ops.arange(n, dtype="int32"))
-    carry, ys = init, []
-    for i in range(int(n)):
-        carry, y = step(carry, i)
-        ys.append(y)
-    return carry, (None if not ys or ys[0] is None else ops.stack(ys))
 
 
 def even_chunk(chunk, length):
@@ -378,5 +350,5 @@ def streamed_attention(q, key_value, project, value_width, mask, scale, key_chun
         seed = None if seeds is None else ops.take(seeds[0], i, axis=0)
         return _online_step(carry, q, k, v, valid, 1.0, drop, seed, compute_dtype), None
 
-    (_, total, acc), _ = scan_range(step, _online_init(q, value_width), nk)
+    (_, total, acc), _ = loops.scan_range(step, _online_init(q, value_width), nk)
     return ops.cast(acc / total, compute_dtype)

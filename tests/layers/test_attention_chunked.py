@@ -162,13 +162,14 @@ def _chunk_model(chunking):
     return keras.Model(x, keras.layers.Dense(1)(h))
 
 
-def assert_fit_alike(plain, chunked, x, y, initial_kernel):
+def assert_fit_alike(plain, chunked, x, y, initial_kernel, jit_compile="auto"):
     """`chunked`, given `plain`'s weights, trains (SGD, 2 epochs) to the same
     weights within 1e-5; training moved `plain`'s first kernel away from
-    `initial_kernel` (a fresh model's), so the comparison is not vacuous."""
+    `initial_kernel` (a fresh model's), so the comparison is not vacuous.
+    `jit_compile`: `chunked`'s (`plain` keeps Keras' default)."""
     chunked.set_weights(plain.get_weights())
-    for model in (plain, chunked):
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    for model, jit in ((plain, "auto"), (chunked, jit_compile)):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=jit)
         model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False)
     for a, b in zip(plain.get_weights(), chunked.get_weights()):
         np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
@@ -180,6 +181,18 @@ def test_chunked_attention_trains_like_unchunked_in_fit(rng):
     y = rng.normal(size=(4, 6, 1)).astype("float32")
     assert_fit_alike(_chunk_model({}), _chunk_model(dict(query_chunk_size=4, key_chunk_size=4)),
                      x, y, _chunk_model({}).get_weights()[0])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="XLA fit on TensorFlow (JAX's fit is always XLA; torch's is torch.compile)")
+def test_chunked_attention_trains_under_xla_on_tensorflow(rng):
+    # The chunk loops' gradients compile only with a bounded loop (`loops.scan`).
+    x = rng.normal(size=(4, 6, 3)).astype("float32")
+    y = rng.normal(size=(4, 6, 1)).astype("float32")
+    chunked = _chunk_model(dict(query_chunk_size=4, key_chunk_size=4))
+    assert_fit_alike(_chunk_model({}), chunked, x, y, _chunk_model({}).get_weights()[0],
+                     jit_compile=True)
+    assert chunked.jit_compile is True
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel: TF")

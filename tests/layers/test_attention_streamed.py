@@ -129,6 +129,16 @@ def test_chunked_blocks_train_like_one_shot_in_fit(rng, chunking):
                      _block_model().get_weights()[0])
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="XLA fit on TensorFlow (JAX's fit is always XLA; torch's is torch.compile)")
+@pytest.mark.parametrize("chunking", [dict(key_chunk=4), dict(query_chunk=4)])
+def test_chunked_blocks_train_under_xla_on_tensorflow(rng, chunking):
+    x = [rng.normal(size=(4, 9, 3)).astype("float32"), rng.normal(size=(4, 13, 5)).astype("float32")]
+    y = rng.normal(size=(4, 9, 1)).astype("float32")
+    assert_fit_alike(_block_model(), _block_model(**chunking), x, y,
+                     _block_model().get_weights()[0], jit_compile=True)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel: TF")
 def test_chunked_blocks_in_exported_saved_model(rng, tmp_path):
     import tensorflow as tf
