@@ -35,6 +35,20 @@ def test_quick_benchmark_prints_its_table(tmp_path):
     assert output.read_text().strip() in table
 
 
+def test_quick_benchmark_with_xla_columns(tmp_path):
+    output = tmp_path / "RESULTS.md"
+    result = run_module(["benchmarks.run", "--quick", "--workloads", "flow", "--no-scaling",
+                         "--xla", "--output", str(output)], tmp_path, 600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout
+    assert "`python -m benchmarks.run --quick --xla`" in table
+    assert "| ours, XLA (s) | ratio, XLA | XLA first call (s) | peak RSS ours, XLA (GB) |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| optical flow"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 13 and all(float(c) > 0 for c in cells[9:]), row
+    assert "exit " not in table and "timeout" not in table, table
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_gpu_script_runs_tiny_on_cpu(tmp_path, backend):
     # jax: what a GPU machine without TensorFlow's GPU build runs (XLA).
