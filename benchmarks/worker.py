@@ -5,9 +5,9 @@
 "train"), remat, jit (ours: XLA, `jit_compile=True`), dir (where "prepare"
 saved both frameworks' weights), repeats. Peak RSS is this process's
 `ru_maxrss` (everything it loaded); `first_seconds` is the warm-up call's
-time (tracing and, with `jit`, XLA compilation). `jax` is made unimportable first: TensorFlow's `tf.lite` imports it when it
-is installed (+~0.10 GB that is not TensorFlow's own nor the model's; see
-`benchmarks.flow_memory`).
+time (tracing and, with `jit`, XLA compilation). `jax` is made unimportable
+first: TensorFlow's `tf.lite` imports it when it is installed (+~0.10 GB
+that is not TensorFlow's own nor the model's; see `benchmarks.flow_memory`).
 """
 
 import json

@@ -37,13 +37,9 @@ def scan(step, init, xs):
         return tf_loops.scan(step, init, xs)
     if backend != "torch":
         return ops.scan(step, init, xs)
-    carry, ys = init, []
-    for i in range(int(keras.tree.flatten(xs)[0].shape[0])):
-        carry, y = step(carry, keras.tree.map_structure(lambda x: x[i], xs))
-        ys.append(y)
-    if not ys or ys[0] is None:
-        return carry, None
-    return carry, keras.tree.map_structure(lambda *parts: ops.stack(parts), *ys)
+    length = int(keras.tree.flatten(xs)[0].shape[0])
+    return _eager_loop(step, init, (keras.tree.map_structure(lambda x: x[i], xs)
+                                    for i in range(length)))
 
 
 def scan_range(step, init, n):
@@ -54,9 +50,14 @@ def scan_range(step, init, n):
     """
     if keras.backend.backend() != "torch":
         return scan(step, init, ops.arange(n, dtype="int32"))
+    return _eager_loop(step, init, range(int(n)))
+
+
+def _eager_loop(step, init, items):
+    """PyTorch: `step` over `items` in a Python loop, the `y`s stacked."""
     carry, ys = init, []
-    for i in range(int(n)):
-        carry, y = step(carry, i)
+    for item in items:
+        carry, y = step(carry, item)
         ys.append(y)
     if not ys or ys[0] is None:
         return carry, None
