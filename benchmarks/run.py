@@ -27,6 +27,10 @@ ROOT = os.path.dirname(HERE)
 FORWARD = ("mlm", "image_learned", "image_fourier", "image_conv", "flow", "multimodal")
 TRAIN = ("mlm", "image_fourier")
 PLAIN_TRANSFORMER_MAX_GB = 4.0  # never allocate more than this for M x M logits
+# The time ratios (ours / transformers') issue 13 sets as targets.
+TARGETS = {("mlm", "forward"): 0.8, ("image_learned", "forward"): 0.7,
+           ("image_fourier", "forward"): 0.7, ("image_conv", "forward"): 0.7,
+           ("flow", "forward"): 0.4, ("mlm", "train"): 0.8, ("image_fourier", "train"): 0.8}
 
 
 def subprocess_json(module, spec, timeout):
@@ -81,9 +85,15 @@ def compare(args, matmul_gflops, work_dir, log):
             if args.xla:
                 row["xla"] = subprocess_json("benchmarks.worker", dict(spec, role="keras", jit=True),
                                              timeout)
-            if "seconds" in ours and ours.get("flops"):
-                row["gflops"] = ours["flops"] / ours["seconds"] / 1e9
+            flops = theirs.get("flops")  # model FLOPs, see worker.torch_flops
+            if "seconds" in ours and flops:
+                row["gflops"] = flops / ours["seconds"] / 1e9
                 row["roofline"] = row["gflops"] / matmul_gflops
+            if "seconds" in theirs and flops:
+                row["their_gflops"] = flops / theirs["seconds"] / 1e9
+                target = TARGETS.get((name, mode)) if not remat else None
+                if target:
+                    row["target"] = (target, row["their_gflops"] / target)
             rows.append(row)
             log(f"  {name} {mode} b{batch}{' remat' if remat else ''}: ours {ours} theirs {theirs}"
                 + (f" ours with XLA {row['xla']}" if args.xla else ""))
@@ -124,7 +134,7 @@ def slope(points, key):
     return sum((x - mx) * (y - my) for x, y in xy) / sum((x - mx) ** 2 for x, _ in xy)
 
 
-def render(args, matmul_gflops, rows, points, seconds):
+def render(args, matmul_gflops, rows, points, seconds, torch_gflops=None):
     lines = [
         "# Benchmark results",
         "",
@@ -138,20 +148,28 @@ def render(args, matmul_gflops, rows, points, seconds):
         "with other jobs, so timings are noisy." + (" **Quick mode: tiny models, the numbers only "
                                                      "show that the harness works.**" if args.quick else ""),
         "",
-        f"fp32 matmul rate measured in this run: {fmt(matmul_gflops, ' GFLOP/s', 1)}.",
+        f"fp32 matmul rate measured in this run (2048² square matmul): TensorFlow "
+        f"{fmt(matmul_gflops, ' GFLOP/s', 1)}, PyTorch {fmt(torch_gflops, ' GFLOP/s', 1)}.",
+        "",
+        "GFLOP/s = the model's FLOPs (PyTorch's profiler on transformers' forward, every matmul "
+        "counted; a training step = 3 forwards) / the time; share of matmul rate = our GFLOP/s / "
+        "TensorFlow's matmul rate. \"target: needs\" = issue 13's time ratio for the row and the "
+        "GFLOP/s our code would have to reach to meet it (transformers' GFLOP/s / the ratio), "
+        "to compare with the matmul rates above.",
         "",
     ]
     xla_header = (" ours, XLA (s) | ratio, XLA | XLA first call (s) | peak RSS ours, XLA (GB) |"
                   if args.xla else "")
     if rows:
         lines += ["| workload | mode | batch | ours (s) | transformers (s) | ratio | peak RSS ours / theirs (GB) "
-                  "| GFLOP/s (ours) | share of matmul rate |" + xla_header,
-                  "|---|---|---|---|---|---|---|---|---|" + "---|" * xla_header.count("|")]
+                  "| GFLOP/s (ours) | share of matmul rate | GFLOP/s (transformers) "
+                  "| target: needs GFLOP/s |" + xla_header,
+                  "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * xla_header.count("|")]
     else:
         lines.append("(`--scaling-only`: no side-by-side workloads in this run.)")
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | {r['mode']} | {r['batch']} | {r['error']} | | | | | |")
+            lines.append(f"| {r['name']} | {r['mode']} | {r['batch']} | {r['error']} | | | | | | | |")
             continue
         ours, theirs = r["ours"], r["theirs"]
         mode = r["mode"] + (" (remat)" if r["remat"] else "")
@@ -159,7 +177,8 @@ def render(args, matmul_gflops, rows, points, seconds):
         lines.append(
             f"| {r['desc']} | {mode} | {r['batch']} | {fmt(ours.get('seconds'), '', 3) if 'seconds' in ours else ours.get('error', '-')} "
             f"| {fmt(theirs.get('seconds'), '', 3) if 'seconds' in theirs else theirs.get('error') or theirs.get('skipped', '-')} "
-            f"| {fmt(ratio(ours, theirs))} | {rss} | {fmt(r.get('gflops'), '', 1)} | {fmt(100 * r['roofline'], '%', 0) if 'roofline' in r else '-'} |"
+            f"| {fmt(ratio(ours, theirs))} | {rss} | {fmt(r.get('gflops'), '', 1)} | {fmt(100 * r['roofline'], '%', 0) if 'roofline' in r else '-'} "
+            f"| {fmt(r.get('their_gflops'), '', 1)} | {target_cell(r.get('target'))} |"
             + (xla_cells(r["xla"], theirs) if args.xla else "")
         )
     if not points:  # --no-scaling
@@ -183,6 +202,11 @@ def render(args, matmul_gflops, rows, points, seconds):
                      f"of peak RSS: {fmt(slope(pts, 'peak_rss_gb'))}; "
                      f"of working memory: {fmt(slope(pts, 'working_gb'))}")
     return "\n".join(lines) + "\n"
+
+
+def target_cell(target):
+    """`0.7: 226`: issue 13's ratio for the row, and the GFLOP/s it needs."""
+    return "-" if target is None else f"{target[0]:g}: {target[1]:.0f}"
 
 
 def xla_cells(xla, theirs):
@@ -240,13 +264,15 @@ def main(argv=None):
 
     matmul = subprocess_json("benchmarks.worker", dict(role="matmul", quick=args.quick), 300)
     matmul_gflops = matmul.get("gflops")
-    log(f"matmul: {matmul}")
+    torch_matmul = subprocess_json("benchmarks.worker", dict(role="matmul_torch", quick=args.quick), 300)
+    log(f"matmul: TensorFlow {matmul}, PyTorch {torch_matmul}")
     rows = []
     if not args.scaling_only:
         with tempfile.TemporaryDirectory() as work_dir:
             rows = compare(args, matmul_gflops or float("nan"), work_dir, log)
     points = [] if args.no_scaling else scaling(args, log)
-    text = render(args, matmul_gflops, rows, points, time.perf_counter() - start)
+    text = render(args, matmul_gflops, rows, points, time.perf_counter() - start,
+                  torch_matmul.get("gflops"))
     print(text)
     tmp = args.output + ".tmp"
     with open(tmp, "w") as f:

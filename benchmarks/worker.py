@@ -1,7 +1,7 @@
 """One benchmark measurement in a fresh process; prints one JSON line.
 
 `python -m benchmarks.worker '<json spec>'`, spec keys: role ("prepare",
-"keras", "transformers", "matmul"), workload, quick, batch, mode ("forward" or
+"keras", "transformers", "matmul", "matmul_torch"), workload, quick, batch, mode ("forward" or
 "train"), remat, jit (ours: XLA, `jit_compile=True`), dir (where "prepare"
 saved both frameworks' weights), repeats. Peak RSS is this process's
 `ru_maxrss` (everything it loaded); `first_seconds` is the warm-up call's
@@ -109,10 +109,7 @@ def run_keras(spec):
         call = tf.function(forward, jit_compile=bool(spec.get("jit")))
         result["seconds"] = timed(lambda: tf.nest.map_structure(lambda t: t.numpy(), call(x)),
                                   spec["repeats"], result)
-        # Before the FLOP count: freezing the weights into a graph copy is the
-        # harness's cost (~7 GB at the MLM's 201M parameters), not the model's.
         result["peak_rss_gb"] = peak_rss_gb()
-        result["flops"] = keras_flops(forward, x)
     else:
         y = train_labels(spec["workload"], w["config"], spec["batch"])
         model.compile(optimizer=keras.optimizers.AdamW(1e-4),
@@ -120,7 +117,6 @@ def run_keras(spec):
                       jit_compile=True if spec.get("jit") else "auto")
         result["seconds"] = timed(lambda: model.train_on_batch(x, y), spec["repeats"], result)
         result["peak_rss_gb"] = peak_rss_gb()
-        result["flops"] = 3 * keras_flops(keras_forward(spec["workload"], model, spec), x)
     return result
 
 
@@ -139,16 +135,16 @@ def run_transformers(spec):
              {m: torch.from_numpy(a) for m, a in v.items()})
          for k, v in inputs(spec["workload"], w["config"], spec["batch"],
                                                     "transformers").items()}
+    kwargs = {}
+    if spec["workload"] == "multimodal":
+        from benchmarks.workloads import multimodal_points
+
+        points = multimodal_points(w["config"], w["chunks"])
+        kwargs["subsampled_output_points"] = {
+            "image": torch.from_numpy(points["image"]).long(),
+            "audio": torch.from_numpy(points["audio"]).long(), "label": None}
     if spec["mode"] == "forward":
         model.eval()
-        kwargs = {}
-        if spec["workload"] == "multimodal":
-            from benchmarks.workloads import multimodal_points
-
-            points = multimodal_points(w["config"], w["chunks"])
-            kwargs["subsampled_output_points"] = {
-                "image": torch.from_numpy(points["image"]).long(),
-                "audio": torch.from_numpy(points["audio"]).long(), "label": None}
 
         def step():
             with torch.no_grad():
@@ -157,7 +153,8 @@ def run_transformers(spec):
     else:
         model.train()
         if spec.get("remat"):
-            return {"skipped": "transformers' Perceiver has no gradient checkpointing"}
+            return {"skipped": "transformers' Perceiver has no gradient checkpointing",
+                    "flops": 3 * torch_flops(model, x, kwargs)}
         labels = torch.from_numpy(train_labels(spec["workload"], w["config"], spec["batch"]).astype("int64"))
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -168,7 +165,38 @@ def run_transformers(spec):
             loss.backward()
             optimizer.step()
     seconds = timed(step, spec["repeats"])
-    return {"seconds": seconds, "peak_rss_gb": peak_rss_gb()}
+    result = {"seconds": seconds, "peak_rss_gb": peak_rss_gb()}  # before the profiled forward
+    result["flops"] = (1 if spec["mode"] == "forward" else 3) * torch_flops(model, x, kwargs)
+    return result
+
+
+def torch_flops(model, x, kwargs):
+    """Float ops of one transformers forward (PyTorch's profiler; 2 per MAC).
+
+    The model FLOPs of both frameworks (the same architecture and sizes;
+    our conv stem pads as DeepMind's, 3136 tokens against transformers'
+    3025, ~1% more work for ours): transformers runs every matmul once,
+    with no loop, so its profiler sees them all, where TensorFlow's graph
+    profiler counts a chunk loop's body once. A training step is counted as
+    3 forwards.
+    """
+    import torch
+
+    with torch.no_grad(), torch.profiler.profile(with_flops=True) as prof:
+        model(**x, **kwargs)
+    return float(sum(event.flops or 0 for event in prof.key_averages()))
+
+
+def torch_matmul_rate(spec):
+    """fp32 GFLOP/s of the same square matmul on PyTorch (transformers' backend)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    n = 512 if spec["quick"] else 2048
+    a = torch.from_numpy(np.random.default_rng(0).normal(size=(n, n)).astype("float32"))
+    seconds = timed(lambda: torch.matmul(a, a).sum().item(), 3 if spec["quick"] else 5)
+    return {"gflops": 2 * n**3 / seconds / 1e9}
 
 
 def matmul_rate(spec):
@@ -184,7 +212,7 @@ def matmul_rate(spec):
 
 
 ROLES = {"prepare": prepare, "keras": run_keras, "transformers": run_transformers,
-         "matmul": matmul_rate}
+         "matmul": matmul_rate, "matmul_torch": torch_matmul_rate}
 
 if __name__ == "__main__":
     sys.modules["jax"] = None  # `import jax` raises ImportError; tf.lite then skips it

@@ -33,6 +33,17 @@ def test_quick_benchmark_prints_its_table(tmp_path):
     assert "of working memory:" in table
     assert "exit " not in table and "timeout" not in table, table
     assert output.read_text().strip() in table
+    assert re.search(r"TensorFlow [0-9.]+ GFLOP/s, PyTorch [0-9.]+ GFLOP/s", table), table
+    flow = row_cells(table, "| optical flow")
+    assert float(flow[7]) > 0 and float(flow[9]) > 0, flow  # GFLOP/s ours, theirs
+    assert re.fullmatch(r"0\.4: [0-9]+", flow[10]), flow  # issue 13's flow target
+    remat = row_cells(table, "| MLM, 2048 bytes", "| train (remat) |")
+    assert float(remat[7]) > 0 and remat[9] == "-" and remat[10] == "-", remat
+
+
+def row_cells(table, start, contains="|"):
+    row = next(line for line in table.splitlines() if line.startswith(start) and contains in line)
+    return [c.strip() for c in row.strip("|").split("|")]
 
 
 def test_quick_benchmark_with_xla_columns(tmp_path):
@@ -43,9 +54,8 @@ def test_quick_benchmark_with_xla_columns(tmp_path):
     table = result.stdout
     assert "`python -m benchmarks.run --quick --xla`" in table
     assert "| ours, XLA (s) | ratio, XLA | XLA first call (s) | peak RSS ours, XLA (GB) |" in table
-    row = next(line for line in table.splitlines() if line.startswith("| optical flow"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert len(cells) == 13 and all(float(c) > 0 for c in cells[9:]), row
+    cells = row_cells(table, "| optical flow")
+    assert len(cells) == 15 and all(float(c) > 0 for c in cells[11:]), cells
     assert "exit " not in table and "timeout" not in table, table
 
 
