@@ -177,8 +177,8 @@ def torch_flops(model, x, kwargs):
     our conv stem pads as DeepMind's, 3136 tokens against transformers'
     3025, ~1% more work for ours): transformers runs every matmul once,
     with no loop, so its profiler sees them all, where TensorFlow's graph
-    profiler counts a chunk loop's body once. A training step is counted as
-    3 forwards.
+    profiler counts a chunk loop's body once. One forward: the callers
+    count a training step as 3.
     """
     import torch
 
