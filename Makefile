@@ -23,10 +23,16 @@ install: $(VENV)/.installed-test
 
 install-demo: $(VENV)/.installed-demo
 
+# `make test` leaves out the tests marked `slow` (the benchmark harness over every
+# workload, minutes of subprocesses): `make test-slow` runs them.
 test: install
-	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -q
+	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -q -m "not slow"
 	KERAS_BACKEND=jax $(PY) -m pytest $(BACKEND_TESTS) -q
 	KERAS_BACKEND=torch $(PY) -m pytest $(BACKEND_TESTS) -q
+
+.PHONY: test-slow
+test-slow: install
+	KERAS_BACKEND=tensorflow $(PY) -m pytest tests -q -m slow
 
 demo: install-demo
 	KERAS_BACKEND=tensorflow $(PY) applications/digits_demo.py

@@ -1,4 +1,10 @@
-"""The benchmark harness runs end to end (`--quick`); no timing assertions."""
+"""The benchmark harness runs end to end (`--quick`); no timing assertions.
+
+`make test` runs the harness on two workloads (MLM: forward, training and
+remat rows; optical flow: the target and XLA columns); the tests marked
+`slow` (`make test-slow`, ~10 minutes of subprocesses) run all six
+workloads and the scaling sweep, and the GPU script on TensorFlow.
+"""
 
 import os
 import re
@@ -17,6 +23,7 @@ def run_module(args, tmp_path, timeout, backend="tensorflow"):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_quick_benchmark_prints_its_table(tmp_path):
     output = tmp_path / "RESULTS.md"
     result = run_module(["benchmarks.run", "--quick", "--output", str(output)], tmp_path, 900)
@@ -46,20 +53,30 @@ def row_cells(table, start, contains="|"):
     return [c.strip() for c in row.strip("|").split("|")]
 
 
-def test_quick_benchmark_with_xla_columns(tmp_path):
+def test_quick_benchmark_of_mlm_and_flow_with_xla_columns(tmp_path):
     output = tmp_path / "RESULTS.md"
-    result = run_module(["benchmarks.run", "--quick", "--workloads", "flow", "--no-scaling",
-                         "--xla", "--output", str(output)], tmp_path, 600)
+    result = run_module(["benchmarks.run", "--quick", "--workloads", "mlm,flow", "--no-scaling",
+                         "--xla", "--output", str(output)], tmp_path, 900)
     assert result.returncode == 0, result.stderr[-3000:]
     table = result.stdout
     assert "`python -m benchmarks.run --quick --xla`" in table
     assert "| ours, XLA (s) | ratio, XLA | XLA first call (s) | peak RSS ours, XLA (GB) |" in table
-    cells = row_cells(table, "| optical flow")
-    assert len(cells) == 15 and all(float(c) > 0 for c in cells[11:]), cells
+    assert "MLM, 2048 bytes" in table and "optical flow" in table
+    assert "ImageNet learned" not in table
+    assert output.read_text().strip() in table
+    assert re.search(r"TensorFlow [0-9.]+ GFLOP/s, PyTorch [0-9.]+ GFLOP/s", table), table
+    flow = row_cells(table, "| optical flow")
+    assert len(flow) == 15 and all(float(c) > 0 for c in flow[11:]), flow
+    assert float(flow[7]) > 0 and float(flow[9]) > 0, flow  # GFLOP/s ours, theirs
+    assert re.fullmatch(r"0\.4: [0-9]+", flow[10]), flow  # issue 13's flow target
+    train = row_cells(table, "| MLM, 2048 bytes", "| train |")
+    assert float(train[3]) > 0 and float(train[4]) > 0, train
+    remat = row_cells(table, "| MLM, 2048 bytes", "| train (remat) |")
+    assert float(remat[7]) > 0 and remat[9] == "-" and remat[10] == "-", remat
     assert "exit " not in table and "timeout" not in table, table
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", [pytest.param("tensorflow", marks=pytest.mark.slow), "jax"])
 def test_gpu_script_runs_tiny_on_cpu(tmp_path, backend):
     # jax: what a GPU machine without TensorFlow's GPU build runs (XLA).
     result = run_module(["benchmarks.gpu", "--tiny"], tmp_path, 600, backend)
