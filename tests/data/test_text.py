@@ -36,36 +36,36 @@ def test_passages_are_whole_words_within_length():
     assert TOK.decode(ids[0]) == passages[0].decode()
 
 
+def _bytes(row):
+    """The passage bytes of one `[CLS] ... [SEP]` id row (byte ids, not decoded text: a
+    reversed passage splits multi-byte UTF-8 characters)."""
+    assert row[0] == TOK.CLS_ID
+    end = list(row).index(TOK.SEP_ID)
+    return (np.asarray(row[1:end]) - TOK.NUM_SPECIAL_TOKENS).astype(np.uint8).tobytes()
+
+
 def test_embedded_task_labels_are_exact():
     ids, labels = text.embedded_task("test", length=64, seed=0)
     passages = text.embedded_passages("test", length=62)
     assert ids.shape == (len(passages), 64) and set(labels) == set(text.EMBEDDED_TASKS)
-    assert (ids[:, 0] == TOK.CLS_ID).all()
-    letters = set(range(ord("a"), ord("z") + 1)) | set(range(ord("A"), ord("Z") + 1))
-    changed = []
     for i in range(len(passages)):
-        got = TOK.decode(ids[i]).encode()
-        unshifted = text.caesar_shift(got, -int(labels["shift"][i]))
-        assert len(unshifted) == len(passages[i])
-        diff = [(a, b) for a, b in zip(unshifted, passages[i]) if a != b]
-        # Only letters change, to letters of the same case.
-        assert all(a in letters and (chr(a).islower() == chr(b).islower()) for a, b in diff)
-        if not labels["noise"][i]:
-            assert unshifted == passages[i]
-        else:
-            changed.append(len(diff) / max(1, sum(c in letters for c in passages[i])))
-    # 1/4 of the letters drawn anew, 25/26 of them to another letter.
-    assert abs(np.mean(changed) - 0.25 * 25 / 26) < 0.02
+        unshifted = text.caesar_shift(_bytes(ids[i]), -int(labels["shift"][i]))
+        expected = passages[i][::-1] if labels["order"][i] else passages[i]
+        assert unshifted == expected, i
+        assert sorted(unshifted) == sorted(passages[i])  # the same bytes either way
     for task, n in text.EMBEDDED_TASKS.items():
         counts = np.bincount(labels[task], minlength=n)
         assert len(counts) == n and counts.min() > 0.7 * len(passages) / n  # balanced
+    # Shift and order are drawn independently: every pair occurs.
+    pairs = np.bincount(labels["shift"] * 2 + labels["order"], minlength=8)
+    assert pairs.min() > 0.5 * len(passages) / 8
     again = text.embedded_task("test", length=64, seed=0)
     np.testing.assert_array_equal(again[0], ids)
     other = text.embedded_task("test", length=64, seed=1)
-    assert (other[1]["shift"] != labels["shift"]).any()
+    assert (other[1]["shift"] != labels["shift"]).any() and (other[1]["order"] != labels["order"]).any()
 
 
-def test_embedded_task_copies_draw_new_labels_and_noise():
+def test_embedded_task_copies_draw_new_labels():
     one_ids, one = text.embedded_task("test", length=64, seed=0)
     ids, labels = text.embedded_task("test", length=64, seed=0, copies=3)
     n = len(one_ids)
@@ -76,16 +76,14 @@ def test_embedded_task_copies_draw_new_labels_and_noise():
         # Each block draws its own labels: about 1/classes agree by chance, not all.
         agree = (labels[task][n:2 * n] == labels[task][:n]).mean()
         assert agree < 0.6, (task, agree)
-    # The same passage, undone of its shift, is the same text up to its noise.
+    # The same passage, undone of its shift and order, is the same text in every block.
     for block in (1, 2):
         for i in range(0, n, 97):
-            a = TOK.decode(ids[block * n + i]).encode()
-            b = TOK.decode(ids[i]).encode()
-            a = text.caesar_shift(a, -int(labels["shift"][block * n + i]))
-            b = text.caesar_shift(b, -int(labels["shift"][i]))
-            assert len(a) == len(b)
-            if not labels["noise"][block * n + i] and not labels["noise"][i]:
-                assert a == b
+            texts = []
+            for j in (i, block * n + i):
+                passage = text.caesar_shift(_bytes(ids[j]), -int(labels["shift"][j]))
+                texts.append(text.reverse_bytes(passage) if labels["order"][j] else passage)
+            assert texts[0] == texts[1]
     again = text.embedded_task("test", length=64, seed=0, copies=3)
     np.testing.assert_array_equal(again[0], ids)
 
@@ -99,8 +97,9 @@ def test_embedded_task_bad_copies(bad):
 def test_transforms():
     assert text.caesar_shift(b"xyz XYZ 09!", 3) == b"abc ABC 09!"
     assert text.caesar_shift(text.caesar_shift(b"Hello", 5), 21) == b"Hello"
-    noisy = text.add_letter_noise(b"abc ABC 123" * 100, np.random.default_rng(0), rate=1.0)
-    assert noisy[3:4] == b" " and noisy[8:11] == b"123" and noisy[:3].islower() and noisy[4:7].isupper()
+    assert text.reverse_bytes(b"if x:") == b":x fi"
+    assert text.reverse_bytes("’".encode()) == b"\x99\x80\xe2"  # bytes, not characters
+    assert text.reverse_bytes(text.reverse_bytes(b"abc")) == b"abc"
 
 
 @pytest.mark.parametrize("bad", [0, 7, 1.5, True])

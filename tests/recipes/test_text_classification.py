@@ -30,10 +30,10 @@ def test_smoke_from_the_masked_lm_trains_evaluates_and_exports(tmp_path, mlm_run
                                         "--init-from-mlm", mlm_run, "--verbose", "0"])
     record = check_run_outputs(out, ("curves.png",))
     assert record["metrics"] == metrics
-    assert set(metrics) == {"test_shift_accuracy", "test_noise_accuracy", "test_accuracy",
+    assert set(metrics) == {"test_shift_accuracy", "test_order_accuracy", "test_accuracy",
                             "test_examples"}
     assert metrics["test_accuracy"] == pytest.approx(
-        (metrics["test_shift_accuracy"] + metrics["test_noise_accuracy"]) / 2)
+        (metrics["test_shift_accuracy"] + metrics["test_order_accuracy"]) / 2)
     # The classifier started from the masked LM's encoder: with a learning rate of ~0 the
     # encoder weights are the masked LM's.
     mlm_config = json.load(open(os.path.join(mlm_run, "config.json")))["model_config"]
