@@ -20,6 +20,8 @@ held-out set.
 
 Each run writes under `--output` (default `runs/floors`), prints the
 measured values, the wall time and the load, and exits 1 when a floor fails.
+A run already in `--output` is reused when its saved flags are the ones this
+script would use (an earlier default, e.g. `--train-copies 4`, stops it).
 Not part of `make test` (minutes each).
 """
 
@@ -39,6 +41,33 @@ def _cpu_s():
     return usage.ru_utime + usage.ru_stime
 
 
+# Flags that may differ between a run found in --output and the one this script would start.
+_REUSE_IGNORED = ("output", "verbose", "init_from_mlm")
+
+
+def get_recipe_parser(recipe):
+    from keras_perceiver.recipes import get_recipe
+
+    return get_recipe(recipe).make_parser()
+
+
+def changed_flags(recipe, output, extra=()):
+    """`["flag: saved, now expected", ...]` for the recipe run saved in `output` (its
+    `config.json`) against the flags this script would run it with (defaults of today's code)."""
+    parsed = vars(get_recipe_parser(recipe).parse_args(["--output", output, *extra]))
+    defaults = parsed.get("_defaults", {})
+    with open(os.path.join(output, "config.json")) as f:
+        saved = json.load(f)["flags"]
+    changed = []
+    for key, value in sorted(parsed.items()):
+        expected = defaults.get(key) if value is None else value
+        if key.startswith("_") or key in _REUSE_IGNORED or expected is None:
+            continue  # expected None: resolved when the recipe runs (`--config`), or unset
+        if saved.get(key) != expected:
+            changed.append(f"{key}: {saved.get(key)!r}, now {expected!r}")
+    return changed
+
+
 def _run(recipe, output, extra=()):
     """`(metrics, wall s, (load before, after), CPU s user+sys)` of one recipe run (or the
     one already in `output`; its CPU time is then unknown: None)."""
@@ -46,6 +75,10 @@ def _run(recipe, output, extra=()):
 
     start, load, cpu = time.time(), os.getloadavg()[0], _cpu_s()
     if os.path.exists(os.path.join(output, "metrics.json")):
+        changed = changed_flags(recipe, output, extra)
+        if changed:
+            raise SystemExit(f"{output} holds a {recipe} run with other settings than this script's "
+                             f"({'; '.join(changed)}): expected a fresh --output.")
         with open(os.path.join(output, "metrics.json")) as f:
             record = json.load(f)
         print(f"{recipe}: reusing {output} ({record['wall_time_s']} s)")

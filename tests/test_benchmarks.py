@@ -107,3 +107,31 @@ def test_scaling_only_and_no_scaling_exclude_each_other(capsys):
         run.main(["--quick", "--scaling-only", "--no-scaling"])
     assert exit_info.value.code == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_text_floors_reuses_only_runs_with_todays_flags(tmp_path):
+    import json
+
+    from benchmarks import text_floors
+
+    extra = ["--test-copies", "8", "--seed", "1"]
+    output = tmp_path / "text_scratch"
+    output.mkdir()
+    (output / "metrics.json").write_text(json.dumps({"metrics": {"test_accuracy": 0.9},
+                                                     "wall_time_s": 1.0}))
+    # A run saved with today's defaults (what the recipe writes) is reused...
+    flags = dict(vars(text_floors.get_recipe_parser("text_classification").parse_args(
+        ["--output", str(output), *extra])))
+    flags = {k: (flags["_defaults"].get(k) if v is None else v) for k, v in flags.items()
+             if not k.startswith("_")}
+    (output / "config.json").write_text(json.dumps({"flags": flags}))
+    assert text_floors.changed_flags("text_classification", str(output), extra) == []
+    metrics, *_ = text_floors._run("text_classification", str(output), extra)
+    assert metrics == {"test_accuracy": 0.9}
+    # ...one with an earlier default is not.
+    flags["train_copies"] = 4
+    (output / "config.json").write_text(json.dumps({"flags": flags}))
+    assert text_floors.changed_flags("text_classification", str(output), extra) == [
+        "train_copies: 4, now 8"]
+    with pytest.raises(SystemExit, match="train_copies: 4, now 8"):
+        text_floors._run("text_classification", str(output), extra)

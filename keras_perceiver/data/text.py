@@ -16,7 +16,7 @@ accordingly:
 * ``shift`` (4 classes): ASCII letters Caesar-shifted by 0, 1, 2 or 3
   (``a -> b`` for 1; case kept). A byte histogram tells it apart.
 * ``order`` (2 classes): whether the passage's bytes were reversed
-  (``b"if x:" -> b":x fi"``; reversal comes before the shift). A byte
+  (``b"if x:" -> b":x fi"``; the shift is applied too, the two commute). A byte
   histogram cannot tell it: the same bytes are there either way, so the
   model has to read them in order, which a masked LM learns and one label
   per passage teaches slowly.

@@ -52,7 +52,6 @@ def test_embedded_task_labels_are_exact():
         unshifted = text.caesar_shift(_bytes(ids[i]), -int(labels["shift"][i]))
         expected = passages[i][::-1] if labels["order"][i] else passages[i]
         assert unshifted == expected, i
-        assert sorted(unshifted) == sorted(passages[i])  # the same bytes either way
     for task, n in text.EMBEDDED_TASKS.items():
         counts = np.bincount(labels[task], minlength=n)
         assert len(counts) == n and counts.min() > 0.7 * len(passages) / n  # balanced
