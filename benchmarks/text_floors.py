@@ -45,27 +45,24 @@ def _cpu_s():
 _REUSE_IGNORED = ("output", "verbose", "init_from_mlm")
 
 
-def get_recipe_parser(recipe):
+def recipe_flags(recipe, output, extra=()):
+    """The flags a run of `recipe` with `extra` saves in its `config.json` (defaults filled in
+    as the recipe fills them)."""
+    from keras_perceiver.recipes import flags
     from keras_perceiver.recipes import get_recipe
 
-    return get_recipe(recipe).make_parser()
+    args = flags.parse_args(get_recipe(recipe).make_parser(), ["--output", output, *extra])
+    return {k: v for k, v in vars(args).items() if not k.startswith("_")}
 
 
 def changed_flags(recipe, output, extra=()):
     """`["flag: saved, now expected", ...]` for the recipe run saved in `output` (its
     `config.json`) against the flags this script would run it with (defaults of today's code)."""
-    parsed = vars(get_recipe_parser(recipe).parse_args(["--output", output, *extra]))
-    defaults = parsed.get("_defaults", {})
     with open(os.path.join(output, "config.json")) as f:
         saved = json.load(f)["flags"]
-    changed = []
-    for key, value in sorted(parsed.items()):
-        expected = defaults.get(key) if value is None else value
-        if key.startswith("_") or key in _REUSE_IGNORED or expected is None:
-            continue  # expected None: resolved when the recipe runs (`--config`), or unset
-        if saved.get(key) != expected:
-            changed.append(f"{key}: {saved.get(key)!r}, now {expected!r}")
-    return changed
+    expected = recipe_flags(recipe, output, extra)
+    return [f"{k}: {saved.get(k)!r}, now {v!r}" for k, v in sorted(expected.items())
+            if k not in _REUSE_IGNORED and saved.get(k) != v]
 
 
 def _run(recipe, output, extra=()):

@@ -120,10 +120,7 @@ def test_text_floors_reuses_only_runs_with_todays_flags(tmp_path):
     (output / "metrics.json").write_text(json.dumps({"metrics": {"test_accuracy": 0.9},
                                                      "wall_time_s": 1.0}))
     # A run saved with today's defaults (what the recipe writes) is reused...
-    flags = dict(vars(text_floors.get_recipe_parser("text_classification").parse_args(
-        ["--output", str(output), *extra])))
-    flags = {k: (flags["_defaults"].get(k) if v is None else v) for k, v in flags.items()
-             if not k.startswith("_")}
+    flags = text_floors.recipe_flags("text_classification", str(output), extra)
     (output / "config.json").write_text(json.dumps({"flags": flags}))
     assert text_floors.changed_flags("text_classification", str(output), extra) == []
     metrics, *_ = text_floors._run("text_classification", str(output), extra)
